@@ -1,0 +1,5 @@
+"""Plain-Python core of the chest X-ray classifier (no ZenML imports).
+
+Everything here is importable by the training steps, batch inference and the BentoML
+service alike, so that loading, preprocessing and metrics have exactly one definition.
+"""

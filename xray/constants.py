@@ -1,0 +1,22 @@
+"""Names shared by the pipelines, the steps, the service and the tests."""
+
+CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+"""Class names in label order: label 0 is NORMAL, label 1 (the positive class) PNEUMONIA."""
+
+POSITIVE_CLASS = CLASS_NAMES[1]
+SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpeg", ".jpg", ".png"})
+
+MODEL_NAME = "pneumonia_classifier"
+"""Name of the ZenML Model (Model Control Plane) every training run registers a version of."""
+
+# Artifact names (step outputs), defined once so that later pipelines can look them up.
+DATASET_ARTIFACT = "xray_dataset"
+TRAIN_SET_ARTIFACT = "train_set"
+VAL_SET_ARTIFACT = "val_set"
+TEST_SET_ARTIFACT = "test_set"
+MODEL_ARTIFACT = "keras_model"
+TRAINING_HISTORY_ARTIFACT = "training_history"
+METRICS_ARTIFACT = "test_metrics"
+THRESHOLD_ARTIFACT = "decision_threshold"
+EVALUATION_PLOTS_ARTIFACT = "evaluation_plots"

@@ -1,0 +1,321 @@
+"""Finding and reading chest X-ray images from a local folder, ``s3://`` or ``gs://``.
+
+Two layouts are accepted (folder names case-insensitive):
+
+- Kaggle: ``ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg`` (``val`` optional; an
+  extra ``chest_xray/`` level, as the Kaggle archive has, is stepped into);
+- single folder: ``ROOT/{NORMAL,PNEUMONIA}/*`` (the split step makes train/val/test).
+
+Files that are not usable images are skipped and reported with the reason; a layout that
+cannot be meant (unknown class folder, empty class, missing folder) is an error that
+names the folder and says what was expected.
+"""
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, SPLIT_NAMES
+from xray.dataset import ImageDataset, SkippedFile
+from xray.images import MAX_PIXELS, ImageError, ImageInfo, inspect_image
+from xray.patients import patient_id_or_file
+
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """The data folder cannot be used as given; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """An image file found under the data root."""
+
+    uri: str
+    rel_path: str
+    label: int
+    origin: str
+    size: int
+    version: str
+
+
+EXPECTED_LAYOUT = (
+    "expected either {train,val,test}/{NORMAL,PNEUMONIA}/ (the Kaggle layout) or "
+    "{NORMAL,PNEUMONIA}/ directly under the data folder"
+)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _entry_version(entry: dict[str, Any]) -> str:
+    """A cheap change marker for one listed file: size plus mtime, ETag or hash."""
+    for key in ("ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified", "updated"):
+        if entry.get(key) is not None:
+            return f"{entry.get('size')}:{entry[key]}"
+    return str(entry.get("size"))
+
+
+class _Folder:
+    """A listed folder on any fsspec filesystem, with case-insensitive child lookup."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        self.fs = fs
+        self.path = path.rstrip("/")
+        entries = fs.ls(self.path, detail=True)
+        self.dirs: dict[str, str] = {}
+        self.files: list[dict[str, Any]] = []
+        for entry in entries:
+            name = _basename(entry["name"])
+            if _is_hidden(name) or entry["name"].rstrip("/") == self.path:
+                continue
+            if entry["type"] == "directory":
+                self.dirs[name] = entry["name"].rstrip("/")
+            else:
+                self.files.append(entry)
+
+    def lookup(self, wanted: tuple[str, ...], what: str, where: str) -> dict[str, str]:
+        """Maps each wanted name (case-insensitively) to a child folder path.
+
+        Raises:
+            DataError: If a child folder is not one of ``wanted``, or two children only
+                differ by case.
+        """
+        found: dict[str, str] = {}
+        for name, path in self.dirs.items():
+            key = name.lower()
+            canonical = next((w for w in wanted if w.lower() == key), None)
+            if canonical is None:
+                raise DataError(
+                    f"Unknown {what} folder '{name}' in {where}: expected only "
+                    f"{', '.join(wanted)} (case-insensitive). Move or remove '{name}'."
+                )
+            if canonical in found:
+                raise DataError(
+                    f"Two {what} folders in {where} differ only by case: "
+                    f"'{_basename(found[canonical])}' and '{name}'. Merge them."
+                )
+            found[canonical] = path
+        return found
+
+
+def _root_folder(root: str) -> tuple[fsspec.AbstractFileSystem, _Folder]:
+    fs, path = fsspec.core.url_to_fs(root)
+    try:
+        is_dir = fs.isdir(path)
+    except (OSError, PermissionError) as exc:
+        raise DataError(f"Cannot read the data folder {root}: {exc}") from exc
+    if not is_dir:
+        raise DataError(
+            f"Data folder {root} does not exist or is not a folder. Pass --data with a "
+            f"folder that holds the images ({EXPECTED_LAYOUT})."
+        )
+    folder = _Folder(fs, path)
+    lower = {name.lower() for name in folder.dirs}
+    known = {n.lower() for n in SPLIT_NAMES + CLASS_NAMES}
+    if not lower & known and "chest_xray" in lower:
+        name = next(n for n in folder.dirs if n.lower() == "chest_xray")
+        logger.info("Using the chest_xray/ folder inside %s", root)
+        folder = _Folder(fs, folder.dirs[name])
+    return fs, folder
+
+
+def _class_files(fs: fsspec.AbstractFileSystem, folder: _Folder, where: str) -> dict[str, str]:
+    classes = folder.lookup(CLASS_NAMES, "class", where)
+    missing = [c for c in CLASS_NAMES if c not in classes]
+    if missing:
+        raise DataError(
+            f"Missing class folder(s) {', '.join(missing)} in {where}: {EXPECTED_LAYOUT}."
+        )
+    return classes
+
+
+def discover_images(root: str) -> tuple[list[FoundFile], list[SkippedFile], str]:
+    """Lists every image under ``root`` with its label and origin split.
+
+    Args:
+        root: A local folder, or an ``s3://`` / ``gs://`` URI (any fsspec URL).
+
+    Returns:
+        The image files found, the files skipped for their name (not an image
+        extension, or in a nested folder), and the layout (``"kaggle"`` or ``"single"``).
+
+    Raises:
+        DataError: If the folder does not exist, has an unknown class or split folder,
+            or a class folder holds no image.
+    """
+    fs, top = _root_folder(root)
+    top_names = {n.lower() for n in top.dirs}
+    if top_names & set(SPLIT_NAMES):
+        layout = "kaggle"
+        splits = top.lookup(SPLIT_NAMES, "split", root)
+        for required in ("train", "test"):
+            if required not in splits:
+                raise DataError(
+                    f"The Kaggle layout in {root} has no '{required}/' folder: {EXPECTED_LAYOUT}."
+                )
+        groups = [(split, splits[split]) for split in SPLIT_NAMES if split in splits]
+    elif top_names & {c.lower() for c in CLASS_NAMES} or top.dirs:
+        layout = "single"
+        groups = [("", top.path)]
+    else:
+        raise DataError(f"No image folders in {root}: {EXPECTED_LAYOUT}.")
+
+    found: list[FoundFile] = []
+    skipped: list[SkippedFile] = []
+    prefix = top.path + "/"
+    for origin, split_path in groups:
+        where = f"{root.rstrip('/')}/{origin}" if origin else root
+        split_folder = top if not origin else _Folder(fs, split_path)
+        classes = _class_files(fs, split_folder, where)
+        for label, class_name in enumerate(CLASS_NAMES):
+            class_folder = _Folder(fs, classes[class_name])
+            rel_dir = class_folder.path[len(prefix) :]
+            for sub in class_folder.dirs.values():
+                skipped.append(SkippedFile(sub[len(prefix) :] + "/", "nested folder (ignored)"))
+            n_images = 0
+            for entry in sorted(class_folder.files, key=lambda e: e["name"]):
+                rel = entry["name"][len(prefix) :]
+                ext = os.path.splitext(rel)[1].lower()
+                if ext not in IMAGE_EXTENSIONS:
+                    skipped.append(
+                        SkippedFile(rel, f"not an image file (extension '{ext or 'none'}')")
+                    )
+                    continue
+                uri = fs.unstrip_protocol(entry["name"])
+                found.append(
+                    FoundFile(
+                        uri, rel, label, origin, int(entry.get("size") or 0), _entry_version(entry)
+                    )
+                )
+                n_images += 1
+            if n_images == 0:
+                raise DataError(
+                    f"Class folder {root.rstrip('/')}/{rel_dir} holds no .jpeg/.jpg/.png "
+                    f"image. Every class needs images; add some or fix the path."
+                )
+    return found, skipped, layout
+
+
+def listing_version(root: str) -> str:
+    """A cheap fingerprint of the folder listing (names, sizes, mtimes or ETags).
+
+    Used as a step parameter so that ZenML's cache never reuses a load after files were
+    added, removed or changed; the content fingerprint is computed by the load itself.
+    """
+    found, skipped, layout = discover_images(root)
+    digest = hashlib.sha256(layout.encode())
+    for f in found:
+        digest.update(f"{f.rel_path}\0{f.label}\0{f.version}\n".encode())
+    for s in skipped:
+        digest.update(f"{s.path}\0skipped\n".encode())
+    return digest.hexdigest()
+
+
+def _read_all(
+    files: list[FoundFile], workers: int
+) -> list[bytes | Exception]:
+    """Reads every file's bytes, concurrently; an unreadable file yields its exception."""
+
+    def read(f: FoundFile) -> bytes | Exception:
+        try:
+            with fsspec.open(f.uri, "rb") as handle:
+                return handle.read()
+        except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(read, files))
+
+
+def load_images(
+    root: str,
+    min_images: int = 20,
+    max_pixels: int = MAX_PIXELS,
+    workers: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImageDataset:
+    """Reads and checks every image under ``root`` into an :class:`ImageDataset`.
+
+    Unreadable, corrupt or unsupported files are skipped and listed in
+    ``dataset.skipped`` with the reason; the load never fails because of one bad file.
+
+    Args:
+        root: Data folder (local path, ``s3://`` or ``gs://``), see the module docstring.
+        min_images: Fail when fewer usable images than this remain, or when a class
+            has fewer than 2 usable images.
+        max_pixels: Largest accepted image (width x height).
+        workers: Threads used to read and check files.
+        progress: Called as ``progress(done, total)`` while checking images.
+
+    Returns:
+        The loaded data set.
+
+    Raises:
+        DataError: For a bad layout (see :func:`discover_images`) or too few images.
+    """
+    found, skipped, layout = discover_images(root)
+    logger.info("Found %d image files under %s (%s layout)", len(found), root, layout)
+    contents = _read_all(found, workers)
+
+    def check(item: tuple[FoundFile, bytes | Exception]) -> ImageInfo | str:
+        f, data = item
+        if isinstance(data, Exception):
+            return f"cannot read file: {data}"
+        try:
+            return inspect_image(data, max_pixels=max_pixels)
+        except ImageError as exc:
+            return str(exc)
+
+    infos: list[ImageInfo | str] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for i, info in enumerate(pool.map(check, zip(found, contents, strict=True)), 1):
+            infos.append(info)
+            if progress is not None and (i % 500 == 0 or i == len(found)):
+                progress(i, len(found))
+
+    keep: list[int] = []
+    for i, (f, info) in enumerate(zip(found, infos, strict=True)):
+        if isinstance(info, str):
+            skipped.append(SkippedFile(f.rel_path, info))
+        else:
+            keep.append(i)
+    for s in skipped:
+        logger.warning("Skipped %s: %s", s.path, s.reason)
+
+    kept_infos = [infos[i] for i in keep]
+    patients = [patient_id_or_file(_basename(found[i].rel_path))[0] for i in keep]
+    dataset = ImageDataset(
+        images=[contents[i] for i in keep],  # type: ignore[misc]
+        labels=np.array([found[i].label for i in keep], dtype=np.int64),
+        patients=patients,
+        paths=[found[i].rel_path for i in keep],
+        origins=[found[i].origin for i in keep],
+        widths=np.array([info.width for info in kept_infos], dtype=np.int64),  # type: ignore[union-attr]
+        heights=np.array([info.height for info in kept_infos], dtype=np.int64),  # type: ignore[union-attr]
+        modes=[info.mode for info in kept_infos],  # type: ignore[union-attr]
+        source=root,
+        skipped=skipped,
+    )
+    counts = dataset.class_counts()
+    too_few = [name for name, n in counts.items() if n < 2]
+    if len(dataset) < min_images or too_few:
+        listing = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:20])
+        raise DataError(
+            f"Only {len(dataset)} usable images under {root} ({counts}); at least "
+            f"{min_images} are needed (setting load_dataset.min_images) and 2 per class. "
+            f"{len(skipped)} file(s) were skipped{': ' + listing if listing else ''}."
+        )
+    return dataset

@@ -1,0 +1,229 @@
+"""The classifier factory: raw uint8 pixels in, P(PNEUMONIA) out.
+
+The model owns its preprocessing: resizing to the backbone's input size and scaling to
+the backbone's expected range are layers, so a saved ``.keras`` file takes the output of
+:func:`xray.preprocessing.prepare_image` (or any RGB uint8 image) as is.
+
+Backbones:
+
+- ``vgg16``: the seed's VGG16 (ImageNet weights when available), the documented default
+  for GPU stacks;
+- ``mobilenet_v2``: a light ImageNet backbone for CPU fine-tuning;
+- ``compact_cnn``: a small convolutional network trained from scratch, fast enough on
+  two CPU cores for the default local run.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+BACKBONES = ("vgg16", "mobilenet_v2", "compact_cnn")
+_SCALING_MODE = {"vgg16": "caffe", "mobilenet_v2": "tf", "compact_cnn": "unit"}
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@dataclass
+class BuiltModel:
+    """A model and the facts the rest of the run needs about how it was built.
+
+    Attributes:
+        model: The full model: uint8 image in, P(PNEUMONIA) out.
+        base: The backbone (a nested model inside ``model``).
+        pretrained: Whether ImageNet weights were loaded into the backbone.
+        base_frozen: Whether the backbone starts frozen (pretrained weights only).
+    """
+
+    model: Any
+    base: Any
+    pretrained: bool
+    base_frozen: bool
+
+
+def _pixel_scaling_layer() -> type:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="xray")
+    class PixelScaling(keras.layers.Layer):
+        """Scales 0-255 RGB pixels to a backbone's input range.
+
+        Modes: ``unit`` (x / 255), ``tf`` (x / 127.5 - 1), ``caffe`` (RGB to BGR, minus
+        the ImageNet channel means), as in ``keras.applications`` preprocess_input.
+        """
+
+        def __init__(self, mode: str = "unit", **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if mode not in ("unit", "tf", "caffe"):
+                raise ValueError(f"Unknown pixel scaling mode {mode!r}")
+            self.mode = mode
+
+        def call(self, inputs: Any) -> Any:
+            x = keras.ops.cast(inputs, self.compute_dtype)
+            if self.mode == "unit":
+                return x / 255.0
+            if self.mode == "tf":
+                return x / 127.5 - 1.0
+            return keras.ops.flip(x, axis=-1) - keras.ops.convert_to_tensor(
+                _CAFFE_MEAN_BGR, dtype=self.compute_dtype
+            )
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "mode": self.mode}
+
+    return PixelScaling
+
+
+def pixel_scaling(mode: str, name: str = "pixel_scaling") -> Any:
+    """Returns a ``PixelScaling`` layer (registered for ``.keras`` loading on import)."""
+    return _pixel_scaling_layer()(mode=mode, name=name)
+
+
+def register_custom_objects() -> None:
+    """Registers the custom layers so ``keras.saving.load_model`` can rebuild a model."""
+    _pixel_scaling_layer()
+
+
+def _compact_cnn(image_size: int) -> Any:
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((image_size, image_size, 3), name="scaled_image")
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for block, filters in enumerate((32, 64, 128, 256), start=1):
+        for conv in (1, 2):
+            x = layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}"
+            )(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
+            x = layers.ReLU(name=f"block{block}_relu{conv}")(x)
+        x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
+    return keras.Model(inputs, x, name="compact_cnn")
+
+
+def _imagenet_backbone(backbone: str, image_size: int, weights: str | None) -> tuple[Any, bool]:
+    """Builds an ImageNet backbone, falling back to random init if weights can't be had."""
+    import keras
+
+    factory = {
+        "vgg16": keras.applications.VGG16,
+        "mobilenet_v2": keras.applications.MobileNetV2,
+    }[backbone]
+    shape = (image_size, image_size, 3)
+    if weights == "imagenet":
+        try:
+            return factory(include_top=False, weights="imagenet", input_shape=shape), True
+        except Exception as exc:  # noqa: BLE001 - offline, proxy, corrupt cache...
+            logger.warning(
+                "ImageNet weights for %s are not available (%s: %s). Training from RANDOM "
+                "initialisation instead; expect lower accuracy. To use pretrained weights, "
+                "put the Keras weight file in ~/.keras/models/ or allow the download.",
+                backbone,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
+    return factory(include_top=False, weights=None, input_shape=shape), False
+
+
+def build_model(
+    backbone: str = "compact_cnn",
+    image_size: int = 224,
+    weights: str | None = "imagenet",
+    freeze_base: str | bool = "auto",
+    augment: bool = True,
+    dropout: float = 0.3,
+    seed: int = 42,
+) -> BuiltModel:
+    """Builds the classifier.
+
+    Args:
+        backbone: One of :data:`BACKBONES`.
+        image_size: Side length the model resizes every image to.
+        weights: ``"imagenet"`` to load pretrained backbone weights when available (the
+            Keras cache or a download), or None for random initialisation.
+            ``compact_cnn`` has no pretrained weights.
+        freeze_base: Freeze the backbone for the first training phase: True, False, or
+            ``"auto"`` (freeze exactly when pretrained weights were loaded; a frozen
+            random backbone learns nothing).
+        augment: Add random rotation/translation/zoom/contrast layers (active only in
+            training).
+        dropout: Dropout rate before the output layer.
+        seed: Seed for the augmentation layers.
+
+    Returns:
+        The model with its backbone and how it was built.
+
+    Raises:
+        ValueError: For an unknown backbone or freeze setting.
+    """
+    import keras
+    from keras import layers
+
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
+    if freeze_base not in ("auto", True, False):
+        raise ValueError(f"freeze_base must be true, false or auto, not {freeze_base!r}.")
+    if backbone == "compact_cnn":
+        base, pretrained = _compact_cnn(image_size), False
+    else:
+        base, pretrained = _imagenet_backbone(backbone, image_size, weights)
+    frozen = pretrained if freeze_base == "auto" else bool(freeze_base)
+    base.trainable = not frozen
+
+    inputs = keras.Input((None, None, 3), dtype="uint8", name="image")
+    x = layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(inputs)
+    if augment:
+        x = keras.Sequential(
+            [
+                layers.RandomRotation(0.04, fill_mode="constant", seed=seed),
+                layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 1),
+                layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2),
+                layers.RandomContrast(0.15, seed=seed + 3),
+            ],
+            name="augmentation",
+        )(x)
+    x = pixel_scaling(_SCALING_MODE[backbone])(x)
+    # A pretrained backbone keeps its BatchNorm statistics (inference mode) even when its
+    # last block is fine-tuned later, as the Keras transfer-learning guide recommends.
+    x = base(x, training=False) if pretrained else base(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="prediction", dtype="float32")(x)
+    model = keras.Model(inputs, outputs, name=f"pneumonia_{backbone}")
+    return BuiltModel(model=model, base=base, pretrained=pretrained, base_frozen=frozen)
+
+
+def unfreeze_last_block(base: Any, backbone: str) -> int:
+    """Makes the backbone's last block trainable (BatchNorm layers stay frozen).
+
+    Args:
+        base: The backbone model.
+        backbone: Its name, to know where the last block starts.
+
+    Returns:
+        The number of layers made trainable.
+    """
+    from keras import layers
+
+    base.trainable = True
+    prefix = {"vgg16": "block5_", "mobilenet_v2": "block_16_", "compact_cnn": "block4_"}[backbone]
+    start = next(
+        (i for i, layer in enumerate(base.layers) if layer.name.startswith(prefix)),
+        len(base.layers),
+    )
+    count = 0
+    for i, layer in enumerate(base.layers):
+        trainable = i >= start and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = trainable
+        count += int(trainable)
+    return count
+
+
+def load_model(path: str) -> Any:
+    """Loads a ``.keras`` file written by this project (custom layers registered)."""
+    import keras
+
+    register_custom_objects()
+    return keras.saving.load_model(path, compile=False)

@@ -1,0 +1,80 @@
+"""Evaluation and training plots rendered to PNG (matplotlib, no display needed)."""
+
+import io
+from typing import Any
+
+import numpy as np
+
+from xray.constants import CLASS_NAMES
+from xray.metrics import curves
+
+
+def _figure_to_png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def evaluation_figure(
+    y_true: np.ndarray, probabilities: np.ndarray, metrics: dict[str, Any]
+) -> bytes:
+    """Confusion matrix, ROC curve and precision-recall curve side by side, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = curves(y_true, probabilities)
+    fig, (ax_cm, ax_roc, ax_pr) = plt.subplots(1, 3, figsize=(13, 4))
+    matrix = np.array([[metrics["tn"], metrics["fp"]], [metrics["fn"], metrics["tp"]]])
+    ax_cm.imshow(matrix, cmap="Blues")
+    for (row, col), value in np.ndenumerate(matrix):
+        color = "white" if value > matrix.max() / 2 else "black"
+        ax_cm.text(col, row, str(value), ha="center", va="center", color=color, fontsize=14)
+    ax_cm.set_xticks([0, 1], CLASS_NAMES)
+    ax_cm.set_yticks([0, 1], CLASS_NAMES)
+    ax_cm.set_xlabel("predicted")
+    ax_cm.set_ylabel("true")
+    ax_cm.set_title(f"Confusion matrix (threshold {metrics['threshold']:.3f})")
+
+    ax_roc.plot(c["fpr"], c["tpr"], label=f"AUC {metrics['roc_auc']:.3f}")
+    ax_roc.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+    ax_roc.scatter(
+        [1 - metrics["specificity"]], [metrics["sensitivity"]], color="red", zorder=3,
+        label="operating point",
+    )
+    ax_roc.set_xlabel("1 - specificity")
+    ax_roc.set_ylabel("sensitivity")
+    ax_roc.set_title("ROC (test)")
+    ax_roc.legend(loc="lower right")
+
+    ax_pr.plot(c["recall"], c["precision"], label=f"AP {metrics['pr_auc']:.3f}")
+    ax_pr.set_xlabel("recall (sensitivity)")
+    ax_pr.set_ylabel("precision")
+    ax_pr.set_ylim(0, 1.02)
+    ax_pr.set_title("Precision-recall (test)")
+    ax_pr.legend(loc="lower left")
+    return _figure_to_png(fig)
+
+
+def history_figure(history: dict[str, list[Any]]) -> bytes:
+    """Training and validation loss and AUC per epoch, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for ax, key in zip(axes, ("loss", "auc"), strict=True):
+        if key in history:
+            ax.plot(epochs, history[key], marker="o", label=f"train {key}")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], marker="o", label=f"val {key}")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    return _figure_to_png(fig)

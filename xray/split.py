@@ -1,0 +1,145 @@
+"""Patient-level, class-stratified, seeded train/val/test splits.
+
+No patient may sit in two splits: the Kermany data has several images per patient and a
+split by image leaks. Patients are grouped by class (a patient's images share a class in
+this data set; a mixed patient is grouped by their majority class) and each class's
+patients are shuffled and dealt out until every split holds its share of that class's
+images.
+"""
+
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from xray.dataset import ImageDataset
+
+
+class LeakageError(AssertionError):
+    """A patient appears in more than one split."""
+
+
+def _patients_by_class(dataset: ImageDataset) -> dict[int, list[tuple[str, int]]]:
+    """Maps class -> [(patient, n_images)], each patient under its majority class."""
+    labels_of: dict[str, Counter[int]] = defaultdict(Counter)
+    for patient, label in zip(dataset.patients, dataset.labels.tolist(), strict=True):
+        labels_of[patient][label] += 1
+    grouped: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for patient in sorted(labels_of):
+        counts = labels_of[patient]
+        majority = max(sorted(counts), key=lambda label: counts[label])
+        grouped[majority].append((patient, sum(counts.values())))
+    return grouped
+
+
+def assign_patients(
+    dataset: ImageDataset, fractions: dict[str, float], seed: int
+) -> dict[str, set[str]]:
+    """Deals patients into named splits so each split gets ``fraction`` of each class.
+
+    Args:
+        dataset: The images to split.
+        fractions: Split name -> fraction of images; the last split takes the remainder.
+        seed: Seed of the shuffle; the same seed and data give the same split.
+
+    Returns:
+        Split name -> set of patient ids.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(fractions)
+    assigned: dict[str, set[str]] = {name: set() for name in names}
+    for _label, patients in sorted(_patients_by_class(dataset).items()):
+        order = rng.permutation(len(patients))
+        total = sum(n for _, n in patients)
+        targets = [fractions[name] * total for name in names[:-1]]
+        split_index, filled = 0, 0.0
+        for i in order:
+            patient, n = patients[i]
+            while split_index < len(targets) and filled >= targets[split_index]:
+                split_index, filled = split_index + 1, 0.0
+            assigned[names[split_index]].add(patient)
+            filled += n
+    return assigned
+
+
+def assert_no_patient_leakage(splits: dict[str, ImageDataset]) -> None:
+    """Raises :class:`LeakageError` naming every patient found in two or more splits."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for name, part in splits.items():
+        for patient in set(part.patients):
+            seen[patient].add(name)
+    leaked = {p: sorted(s) for p, s in seen.items() if len(s) > 1}
+    if leaked:
+        shown = ", ".join(f"{p} in {'+'.join(s)}" for p, s in sorted(leaked.items())[:20])
+        raise LeakageError(f"{len(leaked)} patient(s) appear in more than one split: {shown}")
+
+
+def split_by_patient(
+    dataset: ImageDataset,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 42,
+    use_official_test: bool = True,
+) -> tuple[dict[str, ImageDataset], dict[str, int]]:
+    """Splits a data set into train/val/test with no patient in two splits.
+
+    When the data came in the Kaggle layout and ``use_official_test`` is set, its
+    ``test/`` folder is the test split as published; the ``train/`` and ``val/`` folders
+    are pooled (the official val split has only 16 images) and split into train and
+    validation by patient. Pool images of patients who also appear in the official test
+    folder are dropped from the pool, so the test split stays untouched and leak-free.
+    Otherwise all images are split three ways.
+
+    Args:
+        dataset: The loaded data set.
+        val_fraction: Share of images (per class) for validation.
+        test_fraction: Share of images (per class) for test when the test split is made
+            here.
+        seed: Seed of the patient shuffle.
+        use_official_test: Keep a Kaggle ``test/`` folder as the test split.
+
+    Returns:
+        ``({"train": ..., "val": ..., "test": ...}, info)`` where ``info`` counts the
+        pool images dropped because their patient is in the official test split.
+
+    Raises:
+        ValueError: If the fractions are out of range or a split ends up without both
+            classes.
+        LeakageError: If a patient ends up in two splits (a bug, never expected).
+    """
+    if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
+            f"and sum to less than 1 (settings split_dataset.val_fraction/test_fraction)."
+        )
+    origins = set(dataset.origins)
+    info = {"dropped_for_test_overlap": 0}
+    if use_official_test and "test" in origins:
+        test_idx = [i for i, o in enumerate(dataset.origins) if o == "test"]
+        test_patients = {dataset.patients[i] for i in test_idx}
+        pool_idx = [i for i, o in enumerate(dataset.origins) if o != "test"]
+        kept = [i for i in pool_idx if dataset.patients[i] not in test_patients]
+        info["dropped_for_test_overlap"] = len(pool_idx) - len(kept)
+        pool = dataset.subset(kept)
+        assigned = assign_patients(pool, {"val": val_fraction, "train": 1.0}, seed)
+        splits = {
+            "train": pool.subset(i for i, p in enumerate(pool.patients) if p in assigned["train"]),
+            "val": pool.subset(i for i, p in enumerate(pool.patients) if p in assigned["val"]),
+            "test": dataset.subset(test_idx),
+        }
+    else:
+        fractions = {"test": test_fraction, "val": val_fraction, "train": 1.0}
+        assigned = assign_patients(dataset, fractions, seed)
+        splits = {
+            name: dataset.subset(i for i, p in enumerate(dataset.patients) if p in assigned[name])
+            for name in ("train", "val", "test")
+        }
+    assert_no_patient_leakage(splits)
+    for name, part in splits.items():
+        missing = [c for c, n in part.class_counts().items() if n == 0]
+        if missing:
+            raise ValueError(
+                f"The {name} split has no {', '.join(missing)} image ({len(part)} images in "
+                f"all): the data set is too small for a patient-level split. Add images or "
+                f"change split_dataset.val_fraction/test_fraction."
+            )
+    return splits, info
