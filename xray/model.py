@@ -227,3 +227,8 @@ def load_model(path: str) -> Any:
 
     register_custom_objects()
     return keras.saving.load_model(path, compile=False)
+
+
+def model_image_size(model: Any) -> int:
+    """The side length the model resizes to (its ``resize`` layer), i.e. its input size."""
+    return int(model.get_layer("resize").height)

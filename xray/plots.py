@@ -1,12 +1,21 @@
 """Evaluation and training plots rendered to PNG (matplotlib, no display needed)."""
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from xray.constants import CLASS_NAMES
 from xray.metrics import curves
+
+
+@dataclass(frozen=True)
+class PngFigure:
+    """A rendered figure: PNG bytes and a title (shown in the ZenML dashboard)."""
+
+    png: bytes
+    title: str
 
 
 def _figure_to_png(fig: Any) -> bytes:

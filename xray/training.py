@@ -10,81 +10,69 @@ pipeline, with augmentation inside the model.
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from xray.dataset import ImageDataset
-from xray.model import BACKBONES, build_model, unfreeze_last_block
+from xray.model import build_model, unfreeze_last_block
 from xray.preprocessing import make_dataset
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainConfig:
-    """Hyperparameters of :func:`train_classifier` (the ``train_model`` step's parameters).
+class TrainConfig(BaseModel):
+    """Hyperparameters of :func:`train_classifier` (the ``train_model`` step's ``config``).
 
-    Attributes:
-        backbone: ``compact_cnn`` (from scratch, CPU-friendly), ``mobilenet_v2`` or
-            ``vgg16`` (the seed's backbone; default on GPU stacks).
-        image_size: Side length images are resized to.
-        weights: ``imagenet`` to use pretrained weights when the Keras cache has them or
-            they can be downloaded (else random init, with a warning), or ``none``.
-        freeze_base: ``auto`` (freeze when pretrained), ``true`` or ``false``.
-        augment: Random rotation/translation/zoom/contrast during end-to-end training.
-        batch_size: Images per batch.
-        epochs: Epochs of the first phase (frozen head training or end-to-end).
-        learning_rate: Adam learning rate of the first phase.
-        fine_tune_epochs: Epochs with the backbone's last block unfrozen (0 = skip).
-        fine_tune_learning_rate: Adam learning rate while fine-tuning.
-        early_stopping_patience: Epochs without validation-AUC gain before stopping
-            (the best weights are restored).
-        cache_frozen_features: Train a frozen phase on backbone features computed once.
-        class_weights: Weight the loss by inverse class frequency (the data is ~1:3).
-        dropout: Dropout rate before the output layer.
-        seed: Seed for weights, shuffling and augmentation.
+    Unknown keys are errors, so a typo in a run config cannot be silently ignored.
     """
 
-    backbone: str = "compact_cnn"
-    image_size: int = 224
-    weights: str | None = "imagenet"
-    freeze_base: str | bool = "auto"
-    augment: bool = True
-    batch_size: int = 32
-    epochs: int = 10
-    learning_rate: float = 1e-3
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-5
-    early_stopping_patience: int = 3
-    cache_frozen_features: bool = True
-    class_weights: bool = True
-    dropout: float = 0.3
-    seed: int = 42
+    model_config = ConfigDict(extra="forbid")
 
-    def __post_init__(self) -> None:
-        if isinstance(self.weights, str) and self.weights.lower() in ("none", "null", ""):
-            self.weights = None
-        problems = []
-        if self.backbone not in BACKBONES:
-            problems.append(f"backbone={self.backbone!r} (choose {', '.join(BACKBONES)})")
-        if self.weights not in (None, "imagenet"):
-            problems.append(f"weights={self.weights!r} (use imagenet or none)")
-        if self.freeze_base not in ("auto", True, False):
-            problems.append(f"freeze_base={self.freeze_base!r} (use auto, true or false)")
-        if not 32 <= self.image_size <= 1024:
-            problems.append(f"image_size={self.image_size} (use 32..1024)")
-        if self.batch_size < 1 or self.epochs < 1 or self.fine_tune_epochs < 0:
-            problems.append("batch_size and epochs must be >= 1, fine_tune_epochs >= 0")
-        if not 0 <= self.dropout < 1:
-            problems.append(f"dropout={self.dropout} (use 0..1)")
-        if problems:
-            raise ValueError("Invalid train_model settings: " + "; ".join(problems))
+    backbone: Literal["compact_cnn", "mobilenet_v2", "vgg16"] = Field(
+        "compact_cnn",
+        description="compact_cnn (from scratch, CPU-friendly), mobilenet_v2, or vgg16 "
+        "(the seed's backbone; default on GPU stacks).",
+    )
+    image_size: int = Field(224, ge=32, le=1024, description="Side length images are resized to.")
+    weights: Literal["imagenet"] | None = Field(
+        "imagenet",
+        description="imagenet: pretrained backbone weights when the Keras cache has them or "
+        "they can be downloaded (else random init, with a warning); none: random init.",
+    )
+    freeze_base: Literal["auto"] | bool = Field(
+        "auto", description="Freeze the backbone first: auto (when pretrained), true or false."
+    )
+    augment: bool = Field(True, description="Random rotation/shift/zoom/contrast in training.")
+    batch_size: int = Field(32, ge=1, description="Images per batch.")
+    epochs: int = Field(10, ge=1, description="Epochs of the first phase (frozen or end to end).")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate, first phase.")
+    fine_tune_epochs: int = Field(
+        0, ge=0, description="Epochs with the backbone's last block unfrozen (0 = skip)."
+    )
+    fine_tune_learning_rate: float = Field(1e-5, gt=0, description="Adam rate when fine-tuning.")
+    early_stopping_patience: int = Field(
+        3, ge=1, description="Epochs without val AUC gain before stopping (best weights kept)."
+    )
+    cache_frozen_features: bool = Field(
+        True, description="Train a frozen phase on backbone features computed once."
+    )
+    class_weights: bool = Field(True, description="Weight the loss by inverse class frequency.")
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout rate before the output layer.")
+    seed: int = Field(42, description="Seed for weights, shuffling and augmentation.")
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _none_string(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in ("none", "null", ""):
+            return None
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain values (for metadata and MLflow params)."""
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass

@@ -1,0 +1,26 @@
+"""The training pipeline: load -> split -> train -> evaluate -> register."""
+
+from zenml import pipeline
+
+from steps.evaluate_model import evaluate_model
+from steps.load_dataset import load_dataset
+from steps.register_model import register_model
+from steps.split_dataset import split_dataset
+from steps.train_model import train_model
+from xray.loading import listing_version
+
+
+@pipeline(name="training")
+def training_pipeline(data_dir: str) -> None:
+    """Trains, evaluates and registers a pneumonia classifier from the images in ``data_dir``.
+
+    Args:
+        data_dir: Data folder (local, ``s3://`` or ``gs://``); Kaggle or single-folder
+            layout. Its listing is fingerprinted here, when the pipeline is built, so
+            that the load step's cache is invalidated whenever files change.
+    """
+    dataset, fingerprint = load_dataset(data_dir=data_dir, listing_version=listing_version(data_dir))
+    train_set, val_set, test_set = split_dataset(dataset)
+    model, _history, facts, _curves = train_model(train_set, val_set)
+    metrics, threshold, _plots = evaluate_model(model, val_set, test_set)
+    register_model(model, metrics, threshold, fingerprint, facts)

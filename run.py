@@ -1,0 +1,140 @@
+"""Command line entry point: register a stack from stacks/*.yaml and run a pipeline."""
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_DATA = "data/sample"
+PIPELINES = ("training",)
+EXAMPLES = """
+\b
+Examples:
+  python run.py --stack local                       # train on the shipped sample
+  python run.py --stack local --data ~/chest_xray   # your own Kaggle-layout folder
+  python run.py --stack local --data s3://bucket/chest_xray --no-cache
+  python run.py --stack local --data kaggle         # download with the Kaggle API
+  python run.py --stack local --config configs/training.yaml
+"""
+
+
+def _stack_choices() -> list[str]:
+    from stacks.registry import available_stacks
+
+    return available_stacks()
+
+
+def resolve_data(data: str | None) -> str:
+    """Turns the ``--data`` value into what the load step reads.
+
+    The default stays relative (resolved against the project root by the load step's
+    caller here, and present in every container built from the project); a user's local
+    path is made absolute against the current directory; URIs pass through.
+    """
+    from xray.kaggle import download_kaggle_dataset
+
+    if data is None:
+        return str(PROJECT_ROOT / DEFAULT_DATA)
+    if data == "kaggle":
+        cache = Path(os.environ.get("XRAY_DATA_CACHE", Path.home() / ".cache" / "xray-zenml"))
+        return str(download_kaggle_dataset(cache / "kaggle"))
+    if "://" in data:
+        return data
+    return str(Path(data).expanduser().resolve())
+
+
+def _print_summary(run: Any) -> None:
+    from zenml.client import Client
+
+    client = Client()
+    click.echo("")
+    click.echo(f"Run '{run.name}' finished with status {run.status.value}.")
+    try:
+        facts = run.steps["register_model"].outputs["model_version_facts"][0].load()
+    except (KeyError, IndexError):
+        facts = None
+    if facts:
+        m = facts["metrics"]
+        click.echo(
+            f"Model {facts['model_name']} version {facts['model_version']}: test AUC "
+            f"{m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, sensitivity "
+            f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f} at threshold "
+            f"{facts['threshold']:.3f} (chosen on validation; pretrained={facts['pretrained']})."
+        )
+        click.echo(
+            "This model is a demonstration, not a medical device: do not use its "
+            "predictions for diagnosis."
+        )
+    tracker = client.active_stack.experiment_tracker
+    if tracker is not None and hasattr(tracker, "get_tracking_uri"):
+        click.echo(f"MLflow UI:  mlflow ui --backend-store-uri '{tracker.get_tracking_uri()}'")
+    store = client.zen_store
+    if store.type.value == "rest":
+        from zenml.utils.dashboard_utils import get_run_url
+
+        click.echo(f"Dashboard:  {get_run_url(run) or store.url}")
+    else:
+        click.echo("Dashboard:  zenml login --local   (then open http://127.0.0.1:8237)")
+
+
+@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--stack",
+    type=click.Choice(_stack_choices()),
+    default="local",
+    show_default=True,
+    help="Stack to register (from stacks/<name>.yaml), activate and run on.",
+)
+@click.option(
+    "--pipeline",
+    "pipeline_name",
+    type=click.Choice(PIPELINES),
+    default="training",
+    show_default=True,
+    help="Pipeline to run.",
+)
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Run config YAML [default: configs/<pipeline>.yaml].",
+)
+@click.option(
+    "--data",
+    default=None,
+    help=f"Data folder (local, s3:// or gs://), or 'kaggle' [default: {DEFAULT_DATA}].",
+)
+@click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
+def main(
+    stack: str, pipeline_name: str, config: Path | None, data: str | None, no_cache: bool
+) -> None:
+    """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from stacks.registry import StackSpecError, load_stack_spec, register_stack
+    from xray.loading import DataError
+
+    config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
+    try:
+        data_dir = resolve_data(data)
+        spec = load_stack_spec(stack)
+        register_stack(spec)
+    except (DataError, StackSpecError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+    from pipelines.training import training_pipeline
+
+    pipeline = training_pipeline.with_options(config_path=str(config), enable_cache=not no_cache)
+    try:
+        run = pipeline(data_dir=data_dir)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
+    if run is not None:
+        _print_summary(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

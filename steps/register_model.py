@@ -1,0 +1,62 @@
+"""Step: record the trained model's facts on its ZenML Model version."""
+
+import logging
+import os
+import tempfile
+from typing import Annotated, Any
+
+import keras
+import mlflow
+from zenml import get_step_context, step
+
+from xray.constants import CLASS_NAMES
+from xray.model import model_image_size
+
+logger = logging.getLogger(__name__)
+
+
+@step(experiment_tracker=True)
+def register_model(
+    model: keras.Model,
+    metrics: dict[str, Any],
+    threshold: float,
+    data_fingerprint: str,
+    training_facts: dict[str, Any],
+) -> Annotated[dict[str, Any], "model_version_facts"]:
+    """Attaches metrics, threshold, image size, classes and data fingerprint to the model.
+
+    The pipeline's ``model`` setting makes every run create a new version of the ZenML
+    Model; this step records what a user of that version needs to know.
+
+    Args:
+        model: The trained model (for its input size; it is linked to the version as
+            the pipeline's model artifact).
+        metrics: Test metrics from ``evaluate_model``.
+        threshold: The decision threshold chosen on validation.
+        data_fingerprint: Content fingerprint of the data set the model was trained on.
+        training_facts: How the model was trained (backbone, ``pretrained``...).
+
+    Returns:
+        The facts recorded on the model version.
+    """
+    context = get_step_context()
+    version = context.model
+    facts: dict[str, Any] = {
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
+        "threshold": float(threshold),
+        "threshold_rule": metrics.get("threshold_rule", ""),
+        "image_size": model_image_size(model),
+        "class_names": list(CLASS_NAMES),
+        "data_fingerprint": data_fingerprint,
+        "pretrained": bool(training_facts.get("pretrained", False)),
+        "backbone": training_facts.get("backbone", ""),
+        "mlflow_run_id": mlflow.active_run().info.run_id if mlflow.active_run() else "",
+    }
+    version.log_metadata(facts)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        mlflow.log_artifact(path, artifact_path="model")
+    logger.info("Registered %s version %s", version.name, version.version)
+    mlflow.set_tags({"zenml_model": version.name, "zenml_model_version": str(version.version)})
+    return {**facts, "model_name": version.name, "model_version": str(version.version)}

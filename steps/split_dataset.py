@@ -1,0 +1,56 @@
+"""Step: patient-level, class-stratified train/val/test split."""
+
+import logging
+from typing import Annotated
+
+from zenml import log_metadata, step
+
+from materializers import ImageDatasetMaterializer
+from xray.constants import TEST_SET_ARTIFACT, TRAIN_SET_ARTIFACT, VAL_SET_ARTIFACT
+from xray.dataset import ImageDataset
+from xray.split import split_by_patient
+
+logger = logging.getLogger(__name__)
+
+
+@step(output_materializers=ImageDatasetMaterializer)
+def split_dataset(
+    dataset: ImageDataset,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 42,
+    use_official_test: bool = True,
+) -> tuple[
+    Annotated[ImageDataset, TRAIN_SET_ARTIFACT],
+    Annotated[ImageDataset, VAL_SET_ARTIFACT],
+    Annotated[ImageDataset, TEST_SET_ARTIFACT],
+]:
+    """Splits by patient so that no patient is in two splits (asserted).
+
+    Args:
+        dataset: The loaded data set.
+        val_fraction: Share of each class's images for validation.
+        test_fraction: Share for test, when the data has no Kaggle ``test/`` folder (or
+            ``use_official_test`` is off).
+        seed: Seed of the patient shuffle.
+        use_official_test: Keep a Kaggle ``test/`` folder as the test split.
+
+    Returns:
+        The train, validation and test sets.
+    """
+    splits, info = split_by_patient(
+        dataset, val_fraction, test_fraction, seed, use_official_test=use_official_test
+    )
+    summary = {
+        name: {**part.class_counts(), "images": len(part), "patients": part.patient_count()}
+        for name, part in splits.items()
+    }
+    for name, counts in summary.items():
+        logger.info("%-5s %s", name, counts)
+    if info["dropped_for_test_overlap"]:
+        logger.warning(
+            "Dropped %d train/val images whose patients are in the official test split",
+            info["dropped_for_test_overlap"],
+        )
+    log_metadata(metadata={"split_counts": summary, **info, "seed": seed})
+    return splits["train"], splits["val"], splits["test"]

@@ -1,0 +1,62 @@
+"""Step: train the classifier, tracked in the stack's MLflow experiment tracker."""
+
+from typing import Annotated, Any
+
+import keras
+import mlflow
+from zenml import ArtifactConfig, log_metadata, step
+from zenml.enums import ArtifactType
+
+from materializers import KerasModelMaterializer, PngFigureMaterializer
+from xray.constants import MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
+from xray.dataset import ImageDataset
+from xray.plots import PngFigure, history_figure
+from xray.tracking import epoch_logger, log_png
+from xray.training import TrainConfig, train_classifier
+
+
+@step(
+    experiment_tracker=True,
+    output_materializers={
+        MODEL_ARTIFACT: KerasModelMaterializer,
+        "training_curves": PngFigureMaterializer,
+    },
+)
+def train_model(
+    train_set: ImageDataset,
+    val_set: ImageDataset,
+    config: TrainConfig | None = None,
+) -> tuple[
+    Annotated[keras.Model, ArtifactConfig(name=MODEL_ARTIFACT, artifact_type=ArtifactType.MODEL)],
+    Annotated[dict[str, list[Any]], TRAINING_HISTORY_ARTIFACT],
+    Annotated[dict[str, Any], "training_facts"],
+    Annotated[PngFigure, "training_curves"],
+]:
+    """Trains on ``train_set``, early-stopping on ``val_set`` AUC.
+
+    Args:
+        train_set: Training images.
+        val_set: Validation images.
+        config: Hyperparameters (see :class:`xray.training.TrainConfig`).
+
+    Returns:
+        The trained Keras model, its per-epoch history, facts about how it was trained
+        (``pretrained``, backbone, epochs...) and the training curves.
+    """
+    config = config or TrainConfig()
+    mlflow.log_params({f"train.{k}": v for k, v in config.to_dict().items()})
+    result = train_classifier(train_set, val_set, config, callbacks=[epoch_logger()])
+    facts = {
+        "pretrained": result.pretrained,
+        "backbone": config.backbone,
+        "image_size": config.image_size,
+        "epochs_run": len(result.history.get("loss", [])),
+        "best_val_auc": max(result.history.get("val_auc", [float("nan")])),
+        "backbone_passes": result.backbone_passes,
+        "phases": {p["phase"]: f"{p['epochs']} epochs, {p['seconds']} s" for p in result.phases},
+    }
+    mlflow.log_params({"pretrained": result.pretrained, "train_images": len(train_set)})
+    log_metadata(metadata=facts)
+    curves = PngFigure(history_figure(result.history), "Training and validation loss / AUC")
+    log_png(curves.png, "plots/training_curves.png")
+    return result.model, result.history, facts, curves
