@@ -1,6 +1,5 @@
 """Command line entry point: register a stack from stacks/*.yaml and run a pipeline."""
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -113,7 +112,6 @@ def main(
     stack: str, pipeline_name: str, config: Path | None, data: str | None, no_cache: bool
 ) -> None:
     """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from stacks.registry import StackSpecError, load_stack_spec, register_stack
     from xray.loading import DataError
 

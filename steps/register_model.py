@@ -1,12 +1,9 @@
 """Step: record the trained model's facts on its ZenML Model version."""
 
 import logging
-import os
-import tempfile
 from typing import Annotated, Any
 
 import keras
-import mlflow
 from zenml import get_step_context, step
 
 from xray.constants import CLASS_NAMES
@@ -15,7 +12,9 @@ from xray.model import model_image_size
 logger = logging.getLogger(__name__)
 
 
-@step(experiment_tracker=True)
+# Never cached: a cached re-run still creates a new model version, which must carry the
+# facts too.
+@step(enable_cache=False)
 def register_model(
     model: keras.Model,
     metrics: dict[str, Any],
@@ -50,13 +49,8 @@ def register_model(
         "data_fingerprint": data_fingerprint,
         "pretrained": bool(training_facts.get("pretrained", False)),
         "backbone": training_facts.get("backbone", ""),
-        "mlflow_run_id": mlflow.active_run().info.run_id if mlflow.active_run() else "",
+        "mlflow_run_id": training_facts.get("mlflow_run_id", ""),
     }
     version.log_metadata(facts)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.keras")
-        model.save(path)
-        mlflow.log_artifact(path, artifact_path="model")
     logger.info("Registered %s version %s", version.name, version.version)
-    mlflow.set_tags({"zenml_model": version.name, "zenml_model_version": str(version.version)})
     return {**facts, "model_name": version.name, "model_version": str(version.version)}

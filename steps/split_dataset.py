@@ -13,7 +13,15 @@ from xray.split import split_by_patient
 logger = logging.getLogger(__name__)
 
 
-@step(output_materializers=ImageDatasetMaterializer)
+# One entry per output, in a fixed order: with a single materializer class for all
+# outputs, ZenML builds the output mapping in a random order and the cache key changes.
+@step(
+    output_materializers={
+        TRAIN_SET_ARTIFACT: ImageDatasetMaterializer,
+        VAL_SET_ARTIFACT: ImageDatasetMaterializer,
+        TEST_SET_ARTIFACT: ImageDatasetMaterializer,
+    }
+)
 def split_dataset(
     dataset: ImageDataset,
     val_fraction: float = 0.15,

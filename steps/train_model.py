@@ -11,7 +11,7 @@ from materializers import KerasModelMaterializer, PngFigureMaterializer
 from xray.constants import MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.plots import PngFigure, history_figure
-from xray.tracking import epoch_logger, log_png
+from xray.tracking import epoch_logger, log_keras_model, log_png
 from xray.training import TrainConfig, train_classifier
 
 
@@ -57,6 +57,8 @@ def train_model(
     }
     mlflow.log_params({"pretrained": result.pretrained, "train_images": len(train_set)})
     log_metadata(metadata=facts)
+    facts["mlflow_run_id"] = mlflow.active_run().info.run_id
+    log_keras_model(result.model)
     curves = PngFigure(history_figure(result.history), "Training and validation loss / AUC")
     log_png(curves.png, "plots/training_curves.png")
     return result.model, result.history, facts, curves

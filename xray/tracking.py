@@ -17,6 +17,14 @@ def log_png(png: bytes, artifact_file: str) -> None:
         mlflow.log_artifact(path, artifact_path=directory)
 
 
+def log_keras_model(model: Any, artifact_path: str = "model") -> None:
+    """Logs the model as ``model/model.keras`` in the active MLflow run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        mlflow.log_artifact(path, artifact_path=artifact_path)
+
+
 def epoch_logger() -> Any:
     """A Keras callback that logs every epoch's metrics to the active MLflow run."""
     import keras
