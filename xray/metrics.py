@@ -57,7 +57,7 @@ def choose_threshold(
         raise ValueError("The validation split needs both classes to choose a threshold.")
     if not 0 < target_sensitivity <= 1:
         raise ValueError(f"target_sensitivity must be in (0, 1], not {target_sensitivity}.")
-    fpr, tpr, thresholds = roc_curve(y, p)
+    fpr, tpr, thresholds = roc_curve(y, p, drop_intermediate=False)
     # roc_curve's first threshold is +inf; a probability threshold lives in [0, 1].
     thresholds = np.clip(thresholds, 0.0, 1.0)
     if rule == "youden":

@@ -1,0 +1,46 @@
+"""Test isolation and synthetic data.
+
+ZenML reads its config location when it is first imported, so the isolated store is set
+up here, before any test module imports zenml: the tests never touch the user's ZenML
+config, stacks or MLflow store.
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+_ISOLATED = Path(tempfile.mkdtemp(prefix="xray-tests-"))
+os.environ["ZENML_CONFIG_PATH"] = str(_ISOLATED / "zenml-config")
+os.environ["ZENML_REPOSITORY_PATH"] = str(_ISOLATED / "zenml-repo")
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+os.environ.setdefault("ZENML_ENABLE_RICH_TRACEBACK", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["KERAS_HOME"] = str(_ISOLATED / "keras-home")  # no cached ImageNet weights
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest  # noqa: E402
+
+from synthetic import make_kaggle_tree, make_single_folder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def isolated_dir() -> Path:
+    """The session's private folder (ZenML config, repository, Keras home)."""
+    return _ISOLATED
+
+
+@pytest.fixture
+def kaggle_tree(tmp_path: Path) -> Path:
+    """A small synthetic data set in the Kaggle layout (train/val/test x 2 classes)."""
+    return make_kaggle_tree(tmp_path / "chest_xray", per_class={"train": 8, "val": 2, "test": 4})
+
+
+@pytest.fixture
+def single_folder(tmp_path: Path) -> Path:
+    """A small synthetic data set as a single {NORMAL,PNEUMONIA} folder."""
+    return make_single_folder(tmp_path / "xrays", per_class=12)

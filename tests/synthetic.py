@@ -1,0 +1,74 @@
+"""Small synthetic chest-X-ray-like images, named like the Kaggle files.
+
+NORMAL images are darker with a smooth gradient; PNEUMONIA images are brighter with
+blotches, so a model can learn the difference within a few epochs on a CPU.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def synthetic_pixels(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A grayscale ``size`` x ``size`` uint8 image for class ``label``."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = 60 + 50 * np.exp(-((x - 0.5) ** 2 + (y - 0.5) ** 2) * 4)
+    if label == 1:
+        base = base + 70
+        for _ in range(3):
+            cx, cy, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.05, 0.15)
+            base = base + 60 * (((x - cx) ** 2 + (y - cy) ** 2) < r**2)
+    noisy = base + rng.normal(0, 12, size=(size, size))
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def encode(pixels: np.ndarray, fmt: str = "JPEG", mode: str = "L") -> bytes:
+    """Encodes a uint8 array as JPEG/PNG bytes in the given PIL mode."""
+    image = Image.fromarray(pixels).convert(mode) if mode != "I;16" else Image.fromarray(
+        pixels.astype(np.uint16) * 257
+    )
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def _file_name(label: int, index: int) -> str:
+    if label == 1:
+        kind = "bacteria" if index % 2 else "virus"
+        return f"person{1000 + index // 2}_{kind}_{2000 + index}.jpeg"
+    return f"IM-{100 + index // 2:04d}-{index % 2 + 1:04d}.jpeg"
+
+
+def write_class_folder(
+    folder: Path, label: int, count: int, size: int, seed: int, offset: int = 0
+) -> list[Path]:
+    """Writes ``count`` images of one class (two per patient) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(offset, offset + count):
+        path = folder / _file_name(label, i)
+        path.write_bytes(encode(synthetic_pixels(label, size, rng)))
+        paths.append(path)
+    return paths
+
+
+def make_kaggle_tree(
+    root: Path, per_class: dict[str, int], size: int = 64, seed: int = 0
+) -> Path:
+    """Writes ``root/{train,val,test}/{NORMAL,PNEUMONIA}`` with distinct patients per split."""
+    offset = 0
+    for s, (split, count) in enumerate(per_class.items()):
+        for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+            write_class_folder(root / split / name, label, count, size, seed + 10 * s + label, offset)
+        offset += count + (count % 2)
+    return root
+
+
+def make_single_folder(root: Path, per_class: int, size: int = 64, seed: int = 0) -> Path:
+    """Writes ``root/{NORMAL,PNEUMONIA}`` with ``per_class`` images each."""
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        write_class_folder(root / name, label, per_class, size, seed + label)
+    return root

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthetic import make_single_folder
+from xray.dataset import ImageDataset
+from xray.loading import load_images
+from xray.split import LeakageError, assert_no_patient_leakage, split_by_patient
+
+
+@pytest.fixture
+def larger(tmp_path: Path) -> ImageDataset:
+    return load_images(str(make_single_folder(tmp_path / "d", per_class=60, size=40)))
+
+
+def test_no_patient_in_two_splits_and_stratified(larger: ImageDataset) -> None:
+    splits, _ = split_by_patient(larger, 0.2, 0.2, seed=1)
+    patients = [set(s.patients) for s in splits.values()]
+    assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
+    assert sum(len(s) for s in splits.values()) == len(larger)
+    for name in ("val", "test"):
+        counts = splits[name].class_counts()
+        assert 10 <= counts["NORMAL"] <= 14 and 10 <= counts["PNEUMONIA"] <= 14, counts
+
+
+def test_seeded_and_seed_matters(larger: ImageDataset) -> None:
+    a, _ = split_by_patient(larger, 0.2, 0.2, seed=3)
+    b, _ = split_by_patient(larger, 0.2, 0.2, seed=3)
+    c, _ = split_by_patient(larger, 0.2, 0.2, seed=4)
+    assert a["test"].paths == b["test"].paths
+    assert a["test"].paths != c["test"].paths
+
+
+def test_official_test_kept_and_overlap_dropped(kaggle_tree: Path) -> None:
+    ds = load_images(str(kaggle_tree), min_images=10)
+    # Put one test patient's id on a training image: it must leave the pool.
+    i_train = ds.origins.index("train")
+    i_test = ds.origins.index("test")
+    ds.patients[i_train] = ds.patients[i_test]
+    splits, info = split_by_patient(ds, 0.25, 0.2, seed=0)
+    assert splits["test"].paths == [p for p, o in zip(ds.paths, ds.origins) if o == "test"]
+    assert info["dropped_for_test_overlap"] == 1
+    assert ds.paths[i_train] not in splits["train"].paths + splits["val"].paths
+
+
+def test_leakage_is_asserted() -> None:
+    def one(patient: str) -> ImageDataset:
+        return ImageDataset([b"x"], np.array([0]), [patient], [patient], [""], [1], [1], ["L"])
+
+    with pytest.raises(LeakageError, match="p1 in test\\+train"):
+        assert_no_patient_leakage({"train": one("p1"), "test": one("p1"), "val": one("p2")})
+
+
+def test_bad_fractions_and_too_small(larger: ImageDataset, single_folder: Path) -> None:
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_by_patient(larger, 0.6, 0.5)
+    tiny = load_images(str(single_folder)).subset(range(0, 24, 6))
+    with pytest.raises(ValueError, match="too small for a patient-level split"):
+        split_by_patient(tiny, 0.2, 0.2)
