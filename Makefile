@@ -1,0 +1,37 @@
+# The two quickstart commands: `make run` and `make test`. Both create the environment
+# from uv.lock when it is missing or out of date (needs only Python >= 3.11 on PATH).
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+STAMP := $(VENV)/.synced
+
+.PHONY: run test test-unit lint format benchmark clean
+
+run: $(STAMP)
+	$(VENV)/bin/python run.py --stack local
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+test-unit: $(STAMP)
+	$(VENV)/bin/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --compile-bytecode
+	@touch $@
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache

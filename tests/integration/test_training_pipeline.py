@@ -1,0 +1,131 @@
+"""The whole training pipeline on the local stack, in the isolated ZenML store."""
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from zenml.client import Client
+from zenml.enums import ExecutionStatus
+
+from stacks.registry import load_stack_spec, register_stack
+from synthetic import encode, make_kaggle_tree, synthetic_pixels
+from xray.constants import DATASET_ARTIFACT, MODEL_NAME
+
+pytestmark = pytest.mark.integration
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped run config with a tiny, fast model."""
+    config = yaml.safe_load((PROJECT_ROOT / "configs" / "training.yaml").read_text())
+    config["steps"]["train_model"]["parameters"]["config"].update(
+        image_size=48, epochs=4, batch_size=8, early_stopping_patience=4
+    )
+    config["steps"]["load_dataset"]["parameters"]["min_images"] = 10
+    path = tmp_path_factory.mktemp("config") / "training.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_kaggle_tree(
+        tmp_path_factory.mktemp("data") / "chest_xray",
+        per_class={"train": 24, "val": 2, "test": 10},
+        size=56,
+    )
+    (root / "train" / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    return root
+
+
+def _run(config: Path, data: Path, **options: Any) -> Any:
+    from pipelines.training import training_pipeline
+
+    register_stack(load_stack_spec("local"))
+    return training_pipeline.with_options(config_path=str(config), **options)(data_dir=str(data))
+
+
+@pytest.fixture(scope="module")
+def first_run(small_config: Path, data_dir: Path) -> Any:
+    return _run(small_config, data_dir)
+
+
+def test_pipeline_registers_a_model_version(first_run: Any) -> None:
+    assert first_run.status == ExecutionStatus.COMPLETED
+    version = Client().get_model_version(MODEL_NAME, first_run.model_version.number)
+    meta = version.run_metadata
+    metrics = meta["metrics"]
+    assert 0.85 <= metrics["roc_auc"] <= 1.0, metrics
+    assert 0.6 <= metrics["accuracy"] <= 1.0 and metrics["n"] == 20
+    assert metrics["tp"] + metrics["fn"] == 10
+    assert 0.0 <= meta["threshold"] <= 1.0 and meta["threshold_rule"] == "target_sensitivity"
+    assert meta["image_size"] == 48
+    assert meta["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert meta["pretrained"] is False and meta["backbone"] == "compact_cnn"
+    dataset = first_run.steps["load_dataset"].outputs[DATASET_ARTIFACT][0]
+    assert meta["data_fingerprint"] == dataset.run_metadata["fingerprint"]
+    model_artifact = version.get_model_artifact("keras_model")
+    assert model_artifact is not None
+    model = model_artifact.load()
+    assert model.predict(np.zeros((1, 48, 48, 3), np.uint8), verbose=0).shape == (1, 1)
+
+
+def test_bad_file_is_skipped_and_listed(first_run: Any) -> None:
+    meta = first_run.steps["load_dataset"].run_metadata
+    assert meta["skipped_count"] == 1
+    assert "train/NORMAL/broken.jpeg" in meta["skipped_files"]
+    split = first_run.steps["split_dataset"].run_metadata["split_counts"]
+    assert split["test"]["images"] == 20  # the official test folder, untouched
+    assert split["train"]["images"] + split["val"]["images"] == 52  # 2 x (24 + 2)
+
+
+def test_mlflow_run_has_params_epochs_metrics_plots_and_model(first_run: Any) -> None:
+    version = Client().get_model_version(MODEL_NAME, first_run.model_version.number)
+    run_id = version.run_metadata["mlflow_run_id"]
+    tracker = Client().active_stack.experiment_tracker
+    client = MlflowClient(tracking_uri=tracker.get_tracking_uri())
+    run = client.get_run(run_id)
+    assert run.data.params["train.backbone"] == "compact_cnn"
+    assert run.data.params["pretrained"] == "False"
+    assert 0.85 <= run.data.metrics["test_roc_auc"] <= 1.0
+    assert len(client.get_metric_history(run_id, "val_auc")) == 4
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"model", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert plots == {"plots/evaluation.png", "plots/training_curves.png"}
+
+
+def test_unchanged_rerun_is_cached(first_run: Any, small_config: Path, data_dir: Path) -> None:
+    again = _run(small_config, data_dir)
+    statuses = {name: step.status for name, step in again.steps.items()}
+    assert statuses.pop("register_model") == ExecutionStatus.COMPLETED
+    assert set(statuses.values()) == {ExecutionStatus.CACHED}, statuses
+    version = Client().get_model_version(MODEL_NAME, again.model_version.number)
+    assert version.number == first_run.model_version.number + 1
+    assert version.run_metadata["threshold"] == pytest.approx(
+        Client().get_model_version(MODEL_NAME, first_run.model_version.number).run_metadata["threshold"]
+    )
+
+
+def test_changed_file_invalidates_the_load_cache(
+    first_run: Any, small_config: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    changed = tmp_path / "chest_xray"
+    shutil.copytree(data_dir, changed)
+    moved = _run(small_config, changed)
+    # A new path re-runs the load, but the same content keeps the rest cached.
+    assert moved.steps["load_dataset"].status == ExecutionStatus.COMPLETED
+    assert moved.steps["split_dataset"].status == ExecutionStatus.CACHED
+    assert _run(small_config, changed).steps["load_dataset"].status == ExecutionStatus.CACHED
+    victim = changed / "train" / "PNEUMONIA" / sorted(p.name for p in (changed / "train" / "PNEUMONIA").iterdir())[0]
+    victim.write_bytes(encode(synthetic_pixels(1, 60, np.random.default_rng(99))))
+    rerun = _run(small_config, changed)
+    assert rerun.steps["load_dataset"].status == ExecutionStatus.COMPLETED
+    old = first_run.steps["load_dataset"].outputs[DATASET_ARTIFACT][0].run_metadata["fingerprint"]
+    new = rerun.steps["load_dataset"].outputs[DATASET_ARTIFACT][0].run_metadata["fingerprint"]
+    assert old != new
