@@ -1,0 +1,47 @@
+"""Shared helpers for the benchmark scripts (machine description, result files)."""
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED = PROJECT_ROOT.parent / "shared"
+SHARED_TRAIN = SHARED / "data" / "chest_xray_224" / "train"
+SEED_TRAIN = SHARED / "bench" / "seed_train_baseline.py"
+RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(PROJECT_ROOT))
+
+
+def machine() -> dict[str, Any]:
+    """CPU, cores, memory and library versions of this machine."""
+    import tensorflow as tf
+
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+    }
+
+
+def save(name: str, result: dict[str, Any]) -> Path:
+    """Writes ``results/<name>.json`` with the machine and a timestamp."""
+    RESULTS.mkdir(exist_ok=True)
+    result = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), **result}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return path
