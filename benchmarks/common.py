@@ -40,7 +40,12 @@ def machine() -> dict[str, Any]:
 def save(name: str, result: dict[str, Any]) -> Path:
     """Writes ``results/<name>.json`` with the machine and a timestamp."""
     RESULTS.mkdir(exist_ok=True)
-    result = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), **result}
+    result = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine(),
+        **result,
+    }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

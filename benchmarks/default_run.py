@@ -28,8 +28,12 @@ print(json.dumps({"exit_code": code, "wall_s": round(wall, 1), "peak_rss_mb": ro
 
 def timed_run(env: dict[str, str]) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", WRAPPER], cwd=PROJECT_ROOT, env=env,
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", WRAPPER],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     if result["exit_code"] != 0:

@@ -22,7 +22,9 @@ from common import SEED_TRAIN, SHARED_TRAIN, save
 def seed_train_images_per_s(data: Path) -> float:
     out = subprocess.run(
         [sys.executable, str(SEED_TRAIN), str(data), "--size", "224", "--batches", "4", "--train"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(re.search(r"train_images_per_s ([\d.]+)", out).group(1))
 
@@ -35,18 +37,28 @@ def main() -> None:
     args = parser.parse_args()
 
     from xray.loading import load_images
-    from xray.split import split_by_patient
+    from xray.split import assign_patients
     from xray.training import TrainConfig, train_classifier
 
     full = load_images(str(args.data))
     step = max(1, len(full) // (args.images * 2))
     sample = full.subset(range(0, len(full), step))
-    splits, _ = split_by_patient(sample, 0.5, 0.0, seed=0, use_official_test=False)
+    assigned = assign_patients(sample, {"val": 0.5, "train": 1.0}, seed=0)
+    splits = {
+        name: sample.subset(i for i, p in enumerate(sample.patients) if p in patients)
+        for name, patients in assigned.items()
+    }
     results = {}
     for cached in (True, False):
         config = TrainConfig(
-            backbone="vgg16", image_size=224, weights=None, freeze_base=True, augment=False,
-            epochs=args.epochs, batch_size=32, early_stopping_patience=args.epochs,
+            backbone="vgg16",
+            image_size=224,
+            weights=None,
+            freeze_base=True,
+            augment=False,
+            epochs=args.epochs,
+            batch_size=32,
+            early_stopping_patience=args.epochs,
             cache_frozen_features=cached,
         )
         start = time.perf_counter()

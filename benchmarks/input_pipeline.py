@@ -22,7 +22,9 @@ from common import SEED_TRAIN, SHARED_TRAIN, save
 def seed_images_per_s(data: Path, batches: int) -> float:
     out = subprocess.run(
         [sys.executable, str(SEED_TRAIN), str(data), "--size", "224", "--batches", str(batches)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return float(re.search(r"input_images_per_s ([\d.]+)", out).group(1))
 
@@ -66,7 +68,9 @@ def main() -> None:
             "seed_flow_from_directory_images_per_s": seed,
             **mine,
             "ratio_first_epoch": round(mine["first_epoch_images_per_s"] / seed, 1),
-            "ratio_first_epoch_incl_load": round(mine["first_epoch_incl_load_images_per_s"] / seed, 1),
+            "ratio_first_epoch_incl_load": round(
+                mine["first_epoch_incl_load_images_per_s"] / seed, 1
+            ),
             "ratio_cached_epoch": round(mine["cached_epoch_images_per_s"] / seed, 1),
         },
     )

@@ -19,7 +19,9 @@ def training_pipeline(data_dir: str) -> None:
             layout. Its listing is fingerprinted here, when the pipeline is built, so
             that the load step's cache is invalidated whenever files change.
     """
-    dataset, fingerprint = load_dataset(data_dir=data_dir, listing_version=listing_version(data_dir))
+    dataset, fingerprint = load_dataset(
+        data_dir=data_dir, listing_version=listing_version(data_dir)
+    )
     train_set, val_set, test_set = split_dataset(dataset)
     model, _history, facts, _curves = train_model(train_set, val_set)
     metrics, threshold, _plots = evaluate_model(model, val_set, test_set)

@@ -26,8 +26,10 @@ def synthetic_pixels(label: int, size: int, rng: np.random.Generator) -> np.ndar
 
 def encode(pixels: np.ndarray, fmt: str = "JPEG", mode: str = "L") -> bytes:
     """Encodes a uint8 array as JPEG/PNG bytes in the given PIL mode."""
-    image = Image.fromarray(pixels).convert(mode) if mode != "I;16" else Image.fromarray(
-        pixels.astype(np.uint16) * 257
+    image = (
+        Image.fromarray(pixels).convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(pixels.astype(np.uint16) * 257)
     )
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
@@ -55,14 +57,14 @@ def write_class_folder(
     return paths
 
 
-def make_kaggle_tree(
-    root: Path, per_class: dict[str, int], size: int = 64, seed: int = 0
-) -> Path:
+def make_kaggle_tree(root: Path, per_class: dict[str, int], size: int = 64, seed: int = 0) -> Path:
     """Writes ``root/{train,val,test}/{NORMAL,PNEUMONIA}`` with distinct patients per split."""
     offset = 0
     for s, (split, count) in enumerate(per_class.items()):
         for label, name in enumerate(("NORMAL", "PNEUMONIA")):
-            write_class_folder(root / split / name, label, count, size, seed + 10 * s + label, offset)
+            write_class_folder(
+                root / split / name, label, count, size, seed + 10 * s + label, offset
+            )
         offset += count + (count % 2)
     return root
 

@@ -57,5 +57,7 @@ def download_kaggle_dataset(destination: Path) -> Path:
     except (SystemExit, Exception) as exc:  # noqa: BLE001 - the Kaggle client exits on auth errors
         raise DataError(f"Kaggle download failed ({exc!r}). " + MANUAL_STEPS) from None
     if not (target / "train").is_dir():
-        raise DataError(f"The Kaggle download has no chest_xray/train in {destination}. " + MANUAL_STEPS)
+        raise DataError(
+            f"The Kaggle download has no chest_xray/train in {destination}. " + MANUAL_STEPS
+        )
     return target

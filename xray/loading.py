@@ -224,9 +224,7 @@ def listing_version(root: str) -> str:
     return digest.hexdigest()
 
 
-def _read_all(
-    files: list[FoundFile], workers: int
-) -> list[bytes | Exception]:
+def _read_all(files: list[FoundFile], workers: int) -> list[bytes | Exception]:
     """Reads every file's bytes, concurrently; an unreadable file yields its exception."""
 
     def read(f: FoundFile) -> bytes | Exception:

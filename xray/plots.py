@@ -52,7 +52,10 @@ def evaluation_figure(
     ax_roc.plot(c["fpr"], c["tpr"], label=f"AUC {metrics['roc_auc']:.3f}")
     ax_roc.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
     ax_roc.scatter(
-        [1 - metrics["specificity"]], [metrics["sensitivity"]], color="red", zorder=3,
+        [1 - metrics["specificity"]],
+        [metrics["sensitivity"]],
+        color="red",
+        zorder=3,
         label="operating point",
     )
     ax_roc.set_xlabel("1 - specificity")

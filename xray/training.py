@@ -256,7 +256,9 @@ def train_classifier(
     return result
 
 
-def predict_probabilities(model: Any, images: Sequence[bytes], image_size: int, batch_size: int = 32) -> np.ndarray:
+def predict_probabilities(
+    model: Any, images: Sequence[bytes], image_size: int, batch_size: int = 32
+) -> np.ndarray:
     """P(PNEUMONIA) for each encoded image, through the shared preprocessing."""
     if len(images) == 0:
         return np.zeros(0, dtype=np.float32)

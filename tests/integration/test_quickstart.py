@@ -13,16 +13,25 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_default_run_trains_on_the_shipped_sample(tmp_path: Path) -> None:
-    env = {**os.environ, "ZENML_CONFIG_PATH": str(tmp_path / "zenml"), "ZENML_ANALYTICS_OPT_IN": "false"}
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(tmp_path / "zenml"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+    }
     result = subprocess.run(
         [sys.executable, "run.py", "--stack", "local"],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     match = re.search(
         r"Model pneumonia_classifier version 1: test AUC ([\d.]+), accuracy ([\d.]+), "
-        r"sensitivity ([\d.]+), specificity ([\d.]+) at threshold ([\d.]+)", output
+        r"sensitivity ([\d.]+), specificity ([\d.]+) at threshold ([\d.]+)",
+        output,
     )
     assert match, output[-4000:]
     auc, accuracy, sensitivity, specificity, threshold = map(float, match.groups())

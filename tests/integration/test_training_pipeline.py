@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from synthetic import encode, make_kaggle_tree, synthetic_pixels
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
-from synthetic import encode, make_kaggle_tree, synthetic_pixels
 from xray.constants import DATASET_ARTIFACT, MODEL_NAME
 
 pytestmark = pytest.mark.integration
@@ -108,7 +108,9 @@ def test_unchanged_rerun_is_cached(first_run: Any, small_config: Path, data_dir:
     version = Client().get_model_version(MODEL_NAME, again.model_version.number)
     assert version.number == first_run.model_version.number + 1
     assert version.run_metadata["threshold"] == pytest.approx(
-        Client().get_model_version(MODEL_NAME, first_run.model_version.number).run_metadata["threshold"]
+        Client()
+        .get_model_version(MODEL_NAME, first_run.model_version.number)
+        .run_metadata["threshold"]
     )
 
 
@@ -122,7 +124,12 @@ def test_changed_file_invalidates_the_load_cache(
     assert moved.steps["load_dataset"].status == ExecutionStatus.COMPLETED
     assert moved.steps["split_dataset"].status == ExecutionStatus.CACHED
     assert _run(small_config, changed).steps["load_dataset"].status == ExecutionStatus.CACHED
-    victim = changed / "train" / "PNEUMONIA" / sorted(p.name for p in (changed / "train" / "PNEUMONIA").iterdir())[0]
+    victim = (
+        changed
+        / "train"
+        / "PNEUMONIA"
+        / sorted(p.name for p in (changed / "train" / "PNEUMONIA").iterdir())[0]
+    )
     victim.write_bytes(encode(synthetic_pixels(1, 60, np.random.default_rng(99))))
     rerun = _run(small_config, changed)
     assert rerun.steps["load_dataset"].status == ExecutionStatus.COMPLETED

@@ -14,7 +14,9 @@ def test_credentials_detection(tmp_path: Path) -> None:
     assert kaggle_credentials_present({"HOME": str(tmp_path)})
 
 
-def test_without_credentials_fails_at_once_with_manual_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_credentials_fails_at_once_with_manual_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))

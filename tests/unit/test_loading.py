@@ -5,15 +5,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from synthetic import encode, synthetic_pixels
+
 from xray.loading import DataError, discover_images, listing_version, load_images
 
 
 def _image_bytes(size: tuple[int, int], mode: str, fmt: str) -> bytes:
     buffer = io.BytesIO()
     if mode == "I;16":
-        Image.fromarray((np.arange(size[0] * size[1]).reshape(size[1], size[0]) % 65535).astype(np.uint16)).save(buffer, format=fmt)
+        Image.fromarray(
+            (np.arange(size[0] * size[1]).reshape(size[1], size[0]) % 65535).astype(np.uint16)
+        ).save(buffer, format=fmt)
     else:
         Image.new(mode, size, 128 if mode == "L" else (100,) * len(mode)).save(buffer, format=fmt)
     return buffer.getvalue()
@@ -87,7 +89,12 @@ def test_bad_files_are_skipped_with_reasons(single_folder: Path) -> None:
     ds = load_images(str(single_folder))
     reasons = {s.path.split("/")[-1]: s.reason for s in ds.skipped}
     assert set(reasons) == {
-        "truncated.jpeg", "corrupt.jpeg", "notes.txt", "fake.png", "empty.jpeg", "tiny.png"
+        "truncated.jpeg",
+        "corrupt.jpeg",
+        "notes.txt",
+        "fake.png",
+        "empty.jpeg",
+        "tiny.png",
     }
     assert "truncated" in reasons["truncated.jpeg"]
     assert "not an image file" in reasons["notes.txt"]
@@ -99,10 +106,17 @@ def test_bad_files_are_skipped_with_reasons(single_folder: Path) -> None:
 
 @pytest.mark.parametrize(
     ("mode", "fmt", "size"),
-    [("L", "PNG", (64, 64)), ("RGBA", "PNG", (64, 80)), ("I;16", "PNG", (70, 64)),
-     ("RGB", "JPEG", (3000, 2500)), ("L", "JPEG", (64, 64))],
+    [
+        ("L", "PNG", (64, 64)),
+        ("RGBA", "PNG", (64, 80)),
+        ("I;16", "PNG", (70, 64)),
+        ("RGB", "JPEG", (3000, 2500)),
+        ("L", "JPEG", (64, 64)),
+    ],
 )
-def test_accepts_image_variants(single_folder: Path, mode: str, fmt: str, size: tuple[int, int]) -> None:
+def test_accepts_image_variants(
+    single_folder: Path, mode: str, fmt: str, size: tuple[int, int]
+) -> None:
     name = f"IM-9999-0001.{fmt.lower()}"
     (single_folder / "NORMAL" / name).write_bytes(_image_bytes(size, mode, fmt))
     ds = load_images(str(single_folder))

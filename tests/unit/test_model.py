@@ -11,12 +11,16 @@ def test_compact_cnn_takes_raw_uint8_of_any_size() -> None:
     built = build_model("compact_cnn", image_size=48, weights=None)
     assert built.pretrained is False and built.base_frozen is False
     for shape in [(2, 48, 48, 3), (1, 100, 70, 3)]:
-        out = built.model.predict(np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8), verbose=0)
+        out = built.model.predict(
+            np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8), verbose=0
+        )
         assert out.shape == (shape[0], 1) and np.all((out >= 0) & (out <= 1))
     assert model_image_size(built.model) == 48
 
 
-def test_imagenet_weights_unavailable_falls_back_with_warning(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_imagenet_weights_unavailable_falls_back_with_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def offline(*args: object, **kwargs: object) -> None:
         raise OSError("URL fetch failure: no network")
 
@@ -39,7 +43,9 @@ def test_freeze_and_unfreeze_last_block() -> None:
 @pytest.mark.parametrize("backbone", ["vgg16", "mobilenet_v2"])
 def test_pixel_scaling_matches_keras_preprocess_input(backbone: str) -> None:
     x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    app = {"vgg16": keras.applications.vgg16, "mobilenet_v2": keras.applications.mobilenet_v2}[backbone]
+    app = {"vgg16": keras.applications.vgg16, "mobilenet_v2": keras.applications.mobilenet_v2}[
+        backbone
+    ]
     mode = {"vgg16": "caffe", "mobilenet_v2": "tf"}[backbone]
     ours = keras.ops.convert_to_numpy(pixel_scaling(mode)(x))
     np.testing.assert_allclose(ours, app.preprocess_input(x.copy()), rtol=1e-5, atol=1e-4)
@@ -51,7 +57,9 @@ def test_keras_file_roundtrip(tmp_path: Path) -> None:
     path = tmp_path / "m.keras"
     built.model.save(path)
     again = load_model(str(path))
-    np.testing.assert_allclose(again.predict(x, verbose=0), built.model.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        again.predict(x, verbose=0), built.model.predict(x, verbose=0), atol=1e-6
+    )
 
 
 def test_unknown_backbone() -> None:

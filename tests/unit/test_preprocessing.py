@@ -1,14 +1,16 @@
 import numpy as np
 import pytest
-
 from synthetic import encode, synthetic_pixels
+
 from xray.preprocessing import decode_image, make_dataset, prepare_batch, prepare_image
 
 RNG = np.random.default_rng(0)
 
 
-@pytest.mark.parametrize(("fmt", "mode"), [("JPEG", "L"), ("JPEG", "RGB"), ("PNG", "L"),
-                                           ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "P")])
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("JPEG", "L"), ("JPEG", "RGB"), ("PNG", "L"), ("PNG", "RGBA"), ("PNG", "I;16"), ("PNG", "P")],
+)
 def test_decodes_every_accepted_variant_to_rgb_uint8(fmt: str, mode: str) -> None:
     pixels = synthetic_pixels(1, 50, RNG)
     image = decode_image(encode(pixels, fmt, mode)).numpy()

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from synthetic import make_single_folder
+
 from xray.dataset import ImageDataset
 from xray.loading import load_images
 from xray.split import LeakageError, assert_no_patient_leakage, split_by_patient
@@ -39,7 +39,9 @@ def test_official_test_kept_and_overlap_dropped(kaggle_tree: Path) -> None:
     i_test = ds.origins.index("test")
     ds.patients[i_train] = ds.patients[i_test]
     splits, info = split_by_patient(ds, 0.25, 0.2, seed=0)
-    assert splits["test"].paths == [p for p, o in zip(ds.paths, ds.origins) if o == "test"]
+    assert splits["test"].paths == [
+        p for p, o in zip(ds.paths, ds.origins, strict=True) if o == "test"
+    ]
     assert info["dropped_for_test_overlap"] == 1
     assert ds.paths[i_train] not in splits["train"].paths + splits["val"].paths
 

@@ -8,10 +8,16 @@ def test_local_stack_file() -> None:
     assert "local" in available_stacks()
     spec = load_stack_spec("local")
     types = {c.type: c.flavor for c in spec.components}
-    assert types == {"orchestrator": "local", "artifact_store": "local", "experiment_tracker": "mlflow"}
+    assert types == {
+        "orchestrator": "local",
+        "artifact_store": "local",
+        "experiment_tracker": "mlflow",
+    }
 
 
-def test_environment_variables_are_required_and_named(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variables_are_required_and_named(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import stacks.registry as registry
 
     (tmp_path / "cloudy.yaml").write_text(

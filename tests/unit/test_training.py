@@ -1,11 +1,9 @@
-from pathlib import Path
-
 import numpy as np
 import pytest
 from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
-
 from synthetic import make_single_folder
+
 from xray.loading import load_images
 from xray.split import split_by_patient
 from xray.training import TrainConfig, class_weights, predict_probabilities, train_classifier
@@ -19,8 +17,14 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_end_to_end_training_learns(splits: dict) -> None:
-    config = TrainConfig(backbone="compact_cnn", image_size=48, epochs=6, batch_size=8,
-                         early_stopping_patience=6, seed=1)
+    config = TrainConfig(
+        backbone="compact_cnn",
+        image_size=48,
+        epochs=6,
+        batch_size=8,
+        early_stopping_patience=6,
+        seed=1,
+    )
     result = train_classifier(splits["train"], splits["val"], config)
     assert result.pretrained is False
     assert len(result.history["loss"]) == 6 and result.history["phase"][0] == "end to end"
@@ -32,8 +36,15 @@ def test_end_to_end_training_learns(splits: dict) -> None:
 
 
 def test_frozen_phase_runs_backbone_once_then_fine_tunes(splits: dict) -> None:
-    config = TrainConfig(backbone="compact_cnn", image_size=40, epochs=5, freeze_base=True,
-                         fine_tune_epochs=1, batch_size=8, early_stopping_patience=10)
+    config = TrainConfig(
+        backbone="compact_cnn",
+        image_size=40,
+        epochs=5,
+        freeze_base=True,
+        fine_tune_epochs=1,
+        batch_size=8,
+        early_stopping_patience=10,
+    )
     result = train_classifier(splits["train"], splits["val"], config)
     phases = [p["phase"] for p in result.phases]
     assert phases == ["frozen backbone, cached features", "fine-tune last block"]

@@ -1,0 +1,45 @@
+"""The README's configuration reference and commands cannot drift from the code."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from xray.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _config_keys() -> dict[str, object]:
+    config = yaml.safe_load((ROOT / "configs" / "training.yaml").read_text())
+    keys: dict[str, object] = {"model.name": config["model"]["name"]}
+    for step, body in config["steps"].items():
+        for name, value in body["parameters"].items():
+            if isinstance(value, dict):
+                keys.update({f"{step}.{name}.{k}": v for k, v in value.items()})
+            else:
+                keys[f"{step}.{name}"] = value
+    return keys
+
+
+def test_every_config_key_is_documented_with_its_value() -> None:
+    rows = dict(re.findall(r"^\| `([\w.]+)` \| `([^`]*)` \|", README, flags=re.MULTILINE))
+    for key, value in _config_keys().items():
+        assert key in rows, f"README configuration table lacks {key}"
+        shown = rows[key]
+        expected = str(value).lower() if isinstance(value, bool) else str(value)
+        assert shown == expected or float(shown) == float(value), (key, shown, value)
+
+
+def test_every_train_setting_is_in_the_shipped_config() -> None:
+    keys = {k.rsplit(".", 1)[-1] for k in _config_keys() if k.startswith("train_model.config.")}
+    assert keys == set(TrainConfig.model_fields)
+
+
+def test_quickstart_commands_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert "make run" in README and "make test" in README
+    assert re.search(r"^run: ", makefile, re.MULTILINE) and "run.py --stack local" in makefile
+    assert re.search(r"^test: ", makefile, re.MULTILINE)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
