@@ -112,11 +112,20 @@ class _Folder:
 
 
 def _root_folder(root: str) -> tuple[fsspec.AbstractFileSystem, _Folder]:
-    fs, path = fsspec.core.url_to_fs(root)
     try:
+        fs, path = fsspec.core.url_to_fs(root)
+        fs.invalidate_cache()  # remote listings are cached per process; always list afresh
         is_dir = fs.isdir(path)
-    except (OSError, PermissionError) as exc:
-        raise DataError(f"Cannot read the data folder {root}: {exc}") from exc
+    except ImportError as exc:
+        raise DataError(f"Cannot read {root}: {exc}. Install the project's dependencies.") from exc
+    except Exception as exc:  # noqa: BLE001 - network, credentials, permissions...
+        hint = (
+            " Check your cloud credentials (AWS profile / GOOGLE_APPLICATION_CREDENTIALS) and "
+            "network access to the bucket."
+            if "://" in root
+            else ""
+        )
+        raise DataError(f"Cannot read the data folder {root}: {exc!r}.{hint}") from exc
     if not is_dir:
         raise DataError(
             f"Data folder {root} does not exist or is not a folder. Pass --data with a "
