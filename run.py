@@ -30,9 +30,9 @@ def _stack_choices() -> list[str]:
 def resolve_data(data: str | None) -> str:
     """Turns the ``--data`` value into what the load step reads.
 
-    The default stays relative (resolved against the project root by the load step's
-    caller here, and present in every container built from the project); a user's local
-    path is made absolute against the current directory; URIs pass through.
+    No value means the sample shipped in the project; ``kaggle`` downloads the data set
+    (or fails at once without credentials); a local path is made absolute against the
+    current directory; URIs (``s3://``, ``gs://``) pass through.
     """
     from xray.kaggle import download_kaggle_dataset
 
@@ -44,6 +44,33 @@ def resolve_data(data: str | None) -> str:
     if "://" in data:
         return data
     return str(Path(data).expanduser().resolve())
+
+
+def ensure_zenml_repository() -> None:
+    """Makes the project root ZenML's source root (what `zenml init` does), once.
+
+    Loading this project's artifacts from a notebook or `python -c` then finds the
+    materializers; container builds for remote stacks use the same root. Skipped when
+    ZENML_REPOSITORY_PATH points elsewhere (the tests use an isolated one).
+    """
+    from zenml.client import Client
+
+    if not os.environ.get("ZENML_REPOSITORY_PATH") and not Client.find_repository(PROJECT_ROOT):
+        Client.initialize(root=PROJECT_ROOT)
+
+
+def _failure_summary() -> str:
+    """One line per failed step of the latest run, with the step's error message."""
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
+    lines = [f"Run '{run.name}' failed (the full traceback is above)."]
+    for name, step_run in run.steps.items():
+        if step_run.status == ExecutionStatus.FAILED:
+            info = step_run.exception_info
+            lines.append(f"  step {name}: {info.message if info else 'see the log above'}")
+    return "\n".join(lines)
 
 
 def _print_summary(run: Any) -> None:
@@ -119,6 +146,7 @@ def main(
     try:
         data_dir = resolve_data(data)
         spec = load_stack_spec(stack)
+        ensure_zenml_repository()
         register_stack(spec)
     except (DataError, StackSpecError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -130,6 +158,10 @@ def main(
         run = pipeline(data_dir=data_dir)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
+    except RuntimeError as exc:
+        if "Pipeline run has failed" not in str(exc):
+            raise
+        raise click.ClickException(_failure_summary()) from None
     if run is not None:
         _print_summary(run)
 

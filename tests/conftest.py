@@ -24,6 +24,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest  # noqa: E402
+
 from synthetic import make_kaggle_tree, make_single_folder  # noqa: E402
 
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from synthetic import encode, make_kaggle_tree, synthetic_pixels
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
+from synthetic import encode, make_kaggle_tree, synthetic_pixels
 from xray.constants import DATASET_ARTIFACT, MODEL_NAME
 
 pytestmark = pytest.mark.integration

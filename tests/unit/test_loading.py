@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic import encode, synthetic_pixels
 
+from synthetic import encode, synthetic_pixels
 from xray.loading import DataError, discover_images, listing_version, load_images
 
 

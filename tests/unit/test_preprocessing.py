@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from synthetic import encode, synthetic_pixels
 
+from synthetic import encode, synthetic_pixels
 from xray.preprocessing import decode_image, make_dataset, prepare_batch, prepare_image
 
 RNG = np.random.default_rng(0)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import make_single_folder
 
+from synthetic import make_single_folder
 from xray.dataset import ImageDataset
 from xray.loading import load_images
 from xray.split import LeakageError, assert_no_patient_leakage, split_by_patient
