@@ -25,4 +25,4 @@ def training_pipeline(data_dir: str) -> None:
     train_set, val_set, test_set = split_dataset(dataset)
     model, _history, facts, _curves = train_model(train_set, val_set)
     metrics, threshold, _plots = evaluate_model(model, val_set, test_set)
-    register_model(model, metrics, threshold, fingerprint, facts)
+    register_model(metrics, threshold, fingerprint, facts)

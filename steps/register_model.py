@@ -3,11 +3,9 @@
 import logging
 from typing import Annotated, Any
 
-import keras
 from zenml import get_step_context, step
 
 from xray.constants import CLASS_NAMES
-from xray.model import model_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +14,6 @@ logger = logging.getLogger(__name__)
 # facts too.
 @step(enable_cache=False)
 def register_model(
-    model: keras.Model,
     metrics: dict[str, Any],
     threshold: float,
     data_fingerprint: str,
@@ -28,12 +25,12 @@ def register_model(
     Model; this step records what a user of that version needs to know.
 
     Args:
-        model: The trained model (for its input size; it is linked to the version as
-            the pipeline's model artifact).
         metrics: Test metrics from ``evaluate_model``.
         threshold: The decision threshold chosen on validation.
         data_fingerprint: Content fingerprint of the data set the model was trained on.
-        training_facts: How the model was trained (backbone, ``pretrained``...).
+        training_facts: How the model was trained (backbone, image size,
+            ``pretrained``...). The model itself is linked to the version as its model
+            artifact by ``train_model``.
 
     Returns:
         The facts recorded on the model version.
@@ -44,7 +41,7 @@ def register_model(
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
         "threshold": float(threshold),
         "threshold_rule": metrics.get("threshold_rule", ""),
-        "image_size": model_image_size(model),
+        "image_size": int(training_facts["image_size"]),
         "class_names": list(CLASS_NAMES),
         "data_fingerprint": data_fingerprint,
         "pretrained": bool(training_facts.get("pretrained", False)),
