@@ -33,5 +33,9 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 	$(PYTHON) -m venv .tools
 	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
+# The pip route's pins, exported from the lock (a unit test checks they agree).
+requirements.txt: uv.lock | $(UV)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --no-header -q -o $@
+
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache
