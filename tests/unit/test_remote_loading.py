@@ -1,4 +1,4 @@
-"""Loading from s3:// against a local S3 emulator (moto) on 127.0.0.1."""
+"""Loading from s3:// and gs:// against local emulators (moto, gcp-storage-emulator)."""
 
 import socket
 import time
@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import gcsfs
 import pytest
 import s3fs
+from gcp_storage_emulator.server import create_server
 from moto.server import ThreadedMotoServer
 
 from xray.loading import DataError, listing_version, load_images
@@ -76,3 +78,27 @@ def test_unreachable_server_fails_fast_with_a_hint(monkeypatch: pytest.MonkeyPat
     with pytest.raises(DataError, match="Cannot read the data folder s3://xrays/data.*credentials"):
         load_images("s3://xrays/data")
     assert time.perf_counter() - start < 30
+
+
+@pytest.fixture
+def gcs_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="xrays")
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+    yield endpoint
+    server.stop()
+    gcsfs.GCSFileSystem.clear_instance_cache()
+
+
+def test_gcs_load_matches_local_load(single_folder: Path, gcs_endpoint: str) -> None:
+    fs = gcsfs.GCSFileSystem(token="anon")
+    fs.put(str(single_folder), "xrays/data", recursive=True)
+    local = load_images(str(single_folder))
+    remote = load_images("gs://xrays/data")
+    assert remote.fingerprint() == local.fingerprint()
+    assert remote.paths == local.paths
+    with pytest.raises(DataError, match="gs://xrays/missing does not exist"):
+        load_images("gs://xrays/missing")
