@@ -141,7 +141,7 @@ def _root_folder(root: str) -> tuple[fsspec.AbstractFileSystem, _Folder]:
     return fs, folder
 
 
-def _class_files(fs: fsspec.AbstractFileSystem, folder: _Folder, where: str) -> dict[str, str]:
+def _class_folders(folder: _Folder, where: str) -> dict[str, str]:
     classes = folder.lookup(CLASS_NAMES, "class", where)
     missing = [c for c in CLASS_NAMES if c not in classes]
     if missing:
@@ -188,7 +188,7 @@ def discover_images(root: str) -> tuple[list[FoundFile], list[SkippedFile], str]
     for origin, split_path in groups:
         where = f"{root.rstrip('/')}/{origin}" if origin else root
         split_folder = top if not origin else _Folder(fs, split_path)
-        classes = _class_files(fs, split_folder, where)
+        classes = _class_folders(split_folder, where)
         for label, class_name in enumerate(CLASS_NAMES):
             class_folder = _Folder(fs, classes[class_name])
             rel_dir = class_folder.path[len(prefix) :]

@@ -201,8 +201,8 @@ def train_classifier(
     val_ds = make_dataset(val.images, val.labels, size, batch)
     epoch = 0
 
+    start = time.perf_counter()
     if built.base_frozen and config.cache_frozen_features:
-        start = time.perf_counter()
         extractor = keras.Model(model.input, model.get_layer("pool").output)
         plain_train = make_dataset(train.images, None, size, batch, cache=False)
         plain_val = make_dataset(val.images, None, size, batch, cache=False)
@@ -224,7 +224,6 @@ def train_classifier(
         phase = _fit(head, feat_train, feat_val, config.epochs, config, weights, callbacks)
         name = "frozen backbone, cached features"
     else:
-        start = time.perf_counter()
         _compile(model, config.learning_rate)
         phase = _fit(model, train_ds, val_ds, config.epochs, config, weights, callbacks)
         name = "frozen backbone" if built.base_frozen else "end to end"
