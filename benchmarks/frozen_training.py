@@ -37,16 +37,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from xray.loading import load_images
-    from xray.split import assign_patients
+    from xray.split import assign_groups
     from xray.training import TrainConfig, train_classifier
 
     full = load_images(str(args.data))
     step = max(1, len(full) // (args.images * 2))
     sample = full.subset(range(0, len(full), step))
-    assigned = assign_patients(sample, {"val": 0.5, "train": 1.0}, seed=0)
+    keys, assigned = assign_groups(sample, {"val": 0.5, "train": 1.0}, seed=0)
     splits = {
-        name: sample.subset(i for i, p in enumerate(sample.patients) if p in patients)
-        for name, patients in assigned.items()
+        name: sample.subset(i for i, key in enumerate(keys) if key in wanted)
+        for name, wanted in assigned.items()
     }
     results = {}
     for cached in (True, False):

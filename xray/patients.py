@@ -4,7 +4,7 @@ Several images of one patient exist in the data set; a split that puts one patie
 both sides leaks. The file names carry the patient:
 
 - ``person1000_bacteria_2931.jpeg`` / ``person1000_virus_1681.jpeg`` -> ``person1000``
-- ``IM-0115-0001.jpeg`` -> ``IM-0115``
+- ``IM-0115-0001.jpeg`` and ``IM-0429-0001-0002.jpeg`` -> ``IM-0115``, ``IM-0429``
 - ``NORMAL2-IM-1427-0001.jpeg`` -> ``NORMAL2-IM-1427``
 
 Names that match none of these (a user's own data) make each image its own patient.
@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^(person\d+)_(?:bacteria|virus)_\d+$", re.IGNORECASE),
-    re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+$", re.IGNORECASE),
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE),
 )
 
 

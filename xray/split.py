@@ -1,12 +1,14 @@
 """Patient-level, class-stratified, seeded train/val/test splits.
 
 No patient may sit in two splits: the Kermany data has several images per patient and a
-split by image leaks. Patients are grouped by class (a patient's images share a class in
-this data set; a mixed patient is grouped by their majority class) and each class's
-patients are shuffled and dealt out until every split holds its share of that class's
-images.
+split by image leaks. The same goes for byte-identical images (the Kaggle train split
+holds a few dozen, some under two patient ids): patients that share an identical image
+are kept together as one group. Groups are sorted by class (a group's images share a
+class in this data set; a mixed group goes by its majority class) and each class's groups
+are shuffled and dealt out until every split holds its share of that class's images.
 """
 
+import hashlib
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -18,23 +20,45 @@ class LeakageError(AssertionError):
     """A patient appears in more than one split."""
 
 
-def _patients_by_class(dataset: ImageDataset) -> dict[int, list[tuple[str, int]]]:
-    """Maps class -> [(patient, n_images)], each patient under its majority class."""
+def group_keys(dataset: ImageDataset) -> list[str]:
+    """Per image, the key of its group: its patient, merged with every patient that
+    shares a byte-identical image with it (union-find over content hashes)."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    first_owner: dict[str, str] = {}
+    for patient, image in zip(dataset.patients, dataset.images, strict=True):
+        digest = hashlib.sha256(image).hexdigest()
+        owner = first_owner.setdefault(digest, patient)
+        a, b = find(owner), find(patient)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return [find(patient) for patient in dataset.patients]
+
+
+def _groups_by_class(dataset: ImageDataset, keys: list[str]) -> dict[int, list[tuple[str, int]]]:
+    """Maps class -> [(group, n_images)], each group under its majority class."""
     labels_of: dict[str, Counter[int]] = defaultdict(Counter)
-    for patient, label in zip(dataset.patients, dataset.labels.tolist(), strict=True):
-        labels_of[patient][label] += 1
+    for key, label in zip(keys, dataset.labels.tolist(), strict=True):
+        labels_of[key][label] += 1
     grouped: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for patient in sorted(labels_of):
-        counts = labels_of[patient]
+    for key in sorted(labels_of):
+        counts = labels_of[key]
         majority = max(sorted(counts), key=lambda label: counts[label])
-        grouped[majority].append((patient, sum(counts.values())))
+        grouped[majority].append((key, sum(counts.values())))
     return grouped
 
 
-def assign_patients(
+def assign_groups(
     dataset: ImageDataset, fractions: dict[str, float], seed: int
-) -> dict[str, set[str]]:
-    """Deals patients into named splits so each split gets ``fraction`` of each class.
+) -> tuple[list[str], dict[str, set[str]]]:
+    """Deals patient groups into named splits so each split gets ``fraction`` of each class.
 
     Args:
         dataset: The images to split.
@@ -42,23 +66,29 @@ def assign_patients(
         seed: Seed of the shuffle; the same seed and data give the same split.
 
     Returns:
-        Split name -> set of patient ids.
+        The group key of every image (see :func:`group_keys`) and, per split name, the
+        set of group keys dealt to it.
     """
+    keys = group_keys(dataset)
     rng = np.random.default_rng(seed)
     names = list(fractions)
     assigned: dict[str, set[str]] = {name: set() for name in names}
-    for _label, patients in sorted(_patients_by_class(dataset).items()):
-        order = rng.permutation(len(patients))
-        total = sum(n for _, n in patients)
+    for _label, groups in sorted(_groups_by_class(dataset, keys).items()):
+        order = rng.permutation(len(groups))
+        total = sum(n for _, n in groups)
         targets = [fractions[name] * total for name in names[:-1]]
         split_index, filled = 0, 0.0
         for i in order:
-            patient, n = patients[i]
+            key, n = groups[i]
             while split_index < len(targets) and filled >= targets[split_index]:
                 split_index, filled = split_index + 1, 0.0
-            assigned[names[split_index]].add(patient)
+            assigned[names[split_index]].add(key)
             filled += n
-    return assigned
+    return keys, assigned
+
+
+def _take(dataset: ImageDataset, keys: list[str], wanted: set[str]) -> ImageDataset:
+    return dataset.subset(i for i, key in enumerate(keys) if key in wanted)
 
 
 def assert_no_patient_leakage(splits: dict[str, ImageDataset]) -> None:
@@ -86,7 +116,8 @@ def split_by_patient(
     ``test/`` folder is the test split as published; the ``train/`` and ``val/`` folders
     are pooled (the official val split has only 16 images) and split into train and
     validation by patient. Pool images of patients who also appear in the official test
-    folder are dropped from the pool, so the test split stays untouched and leak-free.
+    folder, and pool images identical to a test image, are dropped from the pool, so the
+    test split stays untouched and leak-free.
     Otherwise all images are split three ways.
 
     Args:
@@ -99,7 +130,8 @@ def split_by_patient(
 
     Returns:
         ``({"train": ..., "val": ..., "test": ...}, info)`` where ``info`` counts the
-        pool images dropped because their patient is in the official test split.
+        pool images dropped because their patient (or an identical image) is in the
+        official test split.
 
     Raises:
         ValueError: If the fractions are out of range or a split ends up without both
@@ -116,23 +148,26 @@ def split_by_patient(
     if use_official_test and "test" in origins:
         test_idx = [i for i, o in enumerate(dataset.origins) if o == "test"]
         test_patients = {dataset.patients[i] for i in test_idx}
+        test_hashes = {hashlib.sha256(dataset.images[i]).digest() for i in test_idx}
         pool_idx = [i for i, o in enumerate(dataset.origins) if o != "test"]
-        kept = [i for i in pool_idx if dataset.patients[i] not in test_patients]
+        kept = [
+            i
+            for i in pool_idx
+            if dataset.patients[i] not in test_patients
+            and hashlib.sha256(dataset.images[i]).digest() not in test_hashes
+        ]
         info["dropped_for_test_overlap"] = len(pool_idx) - len(kept)
         pool = dataset.subset(kept)
-        assigned = assign_patients(pool, {"val": val_fraction, "train": 1.0}, seed)
+        keys, assigned = assign_groups(pool, {"val": val_fraction, "train": 1.0}, seed)
         splits = {
-            "train": pool.subset(i for i, p in enumerate(pool.patients) if p in assigned["train"]),
-            "val": pool.subset(i for i, p in enumerate(pool.patients) if p in assigned["val"]),
+            "train": _take(pool, keys, assigned["train"]),
+            "val": _take(pool, keys, assigned["val"]),
             "test": dataset.subset(test_idx),
         }
     else:
         fractions = {"test": test_fraction, "val": val_fraction, "train": 1.0}
-        assigned = assign_patients(dataset, fractions, seed)
-        splits = {
-            name: dataset.subset(i for i, p in enumerate(dataset.patients) if p in assigned[name])
-            for name in ("train", "val", "test")
-        }
+        keys, assigned = assign_groups(dataset, fractions, seed)
+        splits = {name: _take(dataset, keys, assigned[name]) for name in ("train", "val", "test")}
     assert_no_patient_leakage(splits)
     for name, part in splits.items():
         missing = [c for c, n in part.class_counts().items() if n == 0]

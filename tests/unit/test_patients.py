@@ -12,6 +12,8 @@ from xray.patients import parse_patient_id, patient_id_or_file, pneumonia_subtyp
         ("IM-0115-0001.jpeg", "IM-0115"),
         ("im-0115-0002.JPEG", "IM-0115"),
         ("NORMAL2-IM-1427-0001.jpeg", "NORMAL2-IM-1427"),
+        ("IM-0429-0001-0002.jpeg", "IM-0429"),
+        ("NORMAL2-IM-0587-0001-0001.jpeg", "NORMAL2-IM-0587"),
     ],
 )
 def test_parses_kaggle_names(name: str, patient: str) -> None:

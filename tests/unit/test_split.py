@@ -60,3 +60,23 @@ def test_bad_fractions_and_too_small(larger: ImageDataset, single_folder: Path) 
     tiny = load_images(str(single_folder)).subset(range(0, 24, 6))
     with pytest.raises(ValueError, match="too small for a patient-level split"):
         split_by_patient(tiny, 0.2, 0.2)
+
+
+def test_identical_images_stay_in_one_split(larger: ImageDataset) -> None:
+    # Copy a NORMAL image onto another patient's file: both patients become one group.
+    donor, receiver = 0, 2
+    assert larger.patients[donor] != larger.patients[receiver]
+    larger.images[receiver] = larger.images[donor]
+    for seed in range(5):
+        splits, _ = split_by_patient(larger, 0.2, 0.2, seed=seed)
+        home = [name for name, part in splits.items() if larger.images[donor] in part.images]
+        assert len(home) == 1, (seed, home)
+
+
+def test_official_test_duplicates_leave_the_pool(kaggle_tree: Path) -> None:
+    ds = load_images(str(kaggle_tree), min_images=10)
+    i_train, i_test = ds.origins.index("train"), ds.origins.index("test")
+    ds.images[i_train] = ds.images[i_test]
+    splits, info = split_by_patient(ds, 0.25, 0.2, seed=0)
+    assert info["dropped_for_test_overlap"] == 1
+    assert ds.paths[i_train] not in splits["train"].paths + splits["val"].paths
