@@ -1,18 +1,24 @@
-"""The training pipeline: load -> split -> train -> evaluate -> register."""
+"""The training pipeline: load -> split -> validate -> train -> evaluate -> register."""
 
 from zenml import pipeline
 
+from steps.check_data_drift import check_data_drift
+from steps.check_data_quality import check_data_quality
+from steps.compute_image_statistics import compute_image_statistics
 from steps.evaluate_model import evaluate_model
 from steps.load_dataset import load_dataset
 from steps.register_model import register_model
 from steps.split_dataset import split_dataset
 from steps.train_model import train_model
+from steps.validation_gate import validation_gate
 from xray.loading import listing_version
 
 
 @pipeline(name="training")
 def training_pipeline(data_dir: str) -> None:
     """Trains, evaluates and registers a pneumonia classifier from the images in ``data_dir``.
+
+    Training starts only after the data quality and drift gates pass (or only warn).
 
     Args:
         data_dir: Data folder (local, ``s3://`` or ``gs://``); Kaggle or single-folder
@@ -23,6 +29,10 @@ def training_pipeline(data_dir: str) -> None:
         data_dir=data_dir, listing_version=listing_version(data_dir)
     )
     train_set, val_set, test_set = split_dataset(dataset)
-    model, _history, facts, _curves = train_model(train_set, val_set)
+    statistics = compute_image_statistics(train_set, val_set, test_set)
+    _quality_report, quality = check_data_quality(dataset, statistics)
+    _drift_report, drift = check_data_drift(statistics)
+    validation = validation_gate(quality, drift)
+    model, _history, facts, _curves = train_model(train_set, val_set, after="validation_gate")
     metrics, threshold, _plots = evaluate_model(model, val_set, test_set)
-    register_model(metrics, threshold, fingerprint, facts)
+    register_model(metrics, threshold, fingerprint, facts, validation)

@@ -18,6 +18,7 @@ def register_model(
     threshold: float,
     data_fingerprint: str,
     training_facts: dict[str, Any],
+    validation_summary: dict[str, Any],
 ) -> Annotated[dict[str, Any], "model_version_facts"]:
     """Attaches metrics, threshold, image size, classes and data fingerprint to the model.
 
@@ -31,6 +32,7 @@ def register_model(
         training_facts: How the model was trained (backbone, image size,
             ``pretrained``...). The model itself is linked to the version as its model
             artifact by ``train_model``.
+        validation_summary: The data gates' outcome (passed, warnings).
 
     Returns:
         The facts recorded on the model version.
@@ -47,6 +49,11 @@ def register_model(
         "pretrained": bool(training_facts.get("pretrained", False)),
         "backbone": training_facts.get("backbone", ""),
         "mlflow_run_id": training_facts.get("mlflow_run_id", ""),
+        "data_validation": {
+            "passed": bool(validation_summary["passed"]),
+            "warnings": validation_summary["warnings"],
+            "drift_share": float(validation_summary["drift_share"]),
+        },
     }
     version.log_metadata(facts)
     logger.info("Registered %s version %s", version.name, version.version)
