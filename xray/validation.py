@@ -149,7 +149,7 @@ def _duplicates(table: pd.DataFrame, config: QualityGateConfig) -> list[Check]:
     for _digest, group in groups:
         if len(group) < 2:
             continue
-        names = [f"{s}/{p}" for s, p in zip(group["split"], group["path"], strict=True)]
+        names = [f"{p} ({s})" for s, p in zip(group["split"], group["path"], strict=True)]
         if group["split"].nunique() > 1:
             cross.append(" = ".join(names))
         else:
@@ -208,15 +208,14 @@ def _size_outliers(table: pd.DataFrame, config: QualityGateConfig) -> Check:
     low, high = config.aspect_ratio_range
     log_area = np.log(table["width"].astype(float) * table["height"].astype(float))
     median = float(np.median(log_area))
-    mad = float(np.median(np.abs(log_area - median))) * 1.4826
-    if mad > 0:
-        z = np.abs(log_area - median) / mad
-    else:  # all the same size but a few: those few are the outliers
-        z = np.where(np.isclose(log_area, median), 0.0, np.inf)
+    # Robust z-score; the scale never drops below 0.1 (about 10 % in area), so a data set
+    # of one size does not make every slightly different image an outlier.
+    scale = max(float(np.median(np.abs(log_area - median))) * 1.4826, 0.1)
+    z = np.abs(log_area - median) / scale
     aspect = table["aspect_ratio"]
     outlier = (aspect < low) | (aspect > high) | (z > config.size_outlier_z)
     offenders = [
-        f"{s}/{p} ({w}x{h})"
+        f"{p} ({s}, {w}x{h})"
         for s, p, w, h in table.loc[outlier, ["split", "path", "width", "height"]].itertuples(
             index=False
         )

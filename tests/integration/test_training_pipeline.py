@@ -67,6 +67,7 @@ def test_pipeline_registers_a_model_version(first_run: Any) -> None:
     assert meta["image_size"] == 48
     assert meta["class_names"] == ["NORMAL", "PNEUMONIA"]
     assert meta["pretrained"] is False and meta["backbone"] == "compact_cnn"
+    assert meta["data_validation"]["passed"] is True, meta["data_validation"]
     dataset = first_run.steps["load_dataset"].outputs[DATASET_ARTIFACT][0]
     assert meta["data_fingerprint"] == dataset.run_metadata["fingerprint"]
     model_artifact = version.get_model_artifact("keras_model")
@@ -95,7 +96,11 @@ def test_mlflow_run_has_params_epochs_metrics_plots_and_model(first_run: Any) ->
     assert 0.85 <= run.data.metrics["test_roc_auc"] <= 1.0
     assert len(client.get_metric_history(run_id, "val_auc")) == 4
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"model", "plots"} <= artifacts
+    assert {"model", "plots", "validation"} <= artifacts
+    validation = {a.path for a in client.list_artifacts(run_id, "validation")}
+    assert validation == {
+        f"validation/data_{kind}.{ext}" for kind in ("quality", "drift") for ext in ("html", "json")
+    }
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert plots == {"plots/evaluation.png", "plots/training_curves.png"}
 
