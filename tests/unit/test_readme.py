@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from xray.training import TrainConfig
+from xray.validation import DriftGateConfig, QualityGateConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -35,6 +36,17 @@ def test_every_config_key_is_documented_with_its_value() -> None:
 def test_every_train_setting_is_in_the_shipped_config() -> None:
     keys = {k.rsplit(".", 1)[-1] for k in _config_keys() if k.startswith("train_model.config.")}
     assert keys == set(TrainConfig.model_fields)
+
+
+def test_every_step_setting_is_documented() -> None:
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", README, flags=re.MULTILINE))
+    for step, model in (
+        ("train_model", TrainConfig),
+        ("check_data_quality", QualityGateConfig),
+        ("check_data_drift", DriftGateConfig),
+    ):
+        for field in model.model_fields:
+            assert f"{step}.config.{field}" in documented, f"{step}.config.{field} not in README"
 
 
 def test_quickstart_commands_exist() -> None:
