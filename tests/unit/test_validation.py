@@ -150,3 +150,14 @@ def test_config_errors_name_the_field() -> None:
         drift_report(
             pd.DataFrame({"split": ["train"], "mean": [1.0]}), DriftGateConfig(columns=["nope"])
         )
+
+
+def test_new_data_against_a_stored_reference(splits: dict) -> None:
+    """Later pipelines compare new images with the model's training statistics."""
+    table = _table(splits)
+    reference = table[table["split"] == "train"]
+    new = _table({"new": _modify_test(splits, ImageOps.invert)["test"]})
+    drift, _ = drift_report(new, DriftGateConfig(), reference=reference, current=("new",))
+    assert drift.details["reference"] == "reference"
+    assert "mean" in drift.details["splits"]["new"]["drifted_columns"]
+    assert [c.name for c in drift.failed] == ["drift reference -> new"]
