@@ -1,0 +1,158 @@
+"""BentoML service: POST /predict, /predict_batch and /explain for chest X-rays.
+
+Two classes, one process each: ``PneumoniaClassifier`` is the public API (checks uploads,
+applies the shared preprocessing, answers with the evaluation threshold); the model runs
+in ``PneumoniaModel``, whose ``predict`` is batchable, so concurrent requests are grouped
+into one model call by BentoML's adaptive batching (batching happens at a service
+boundary). The model is the latest ``pneumonia_classifier`` in the BentoML model store,
+or the tag in ``XRAY_MODEL_TAG``.
+
+Not a medical device: every answer carries a disclaimer (field and header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+from starlette.responses import JSONResponse, Response
+
+from xray.serving import (
+    DISCLAIMER,
+    RequestError,
+    answer,
+    check_upload,
+    max_upload_bytes,
+    prepare_upload,
+)
+
+MODEL_TAG = os.environ.get("XRAY_MODEL_TAG", "pneumonia_classifier:latest")
+HEADERS = {"X-Disclaimer": "Not a medical device; not a diagnosis."}
+
+
+class UploadSizeLimit:
+    """ASGI middleware: refuses a request whose declared body is over the upload limit
+    with 413 before it is read."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.limit = max_upload_bytes() + 64 * 1024  # multipart framing
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.limit:
+                error = RequestError(
+                    413,
+                    f"request body is {int(length) / 2**20:.1f} MB; "
+                    f"the limit is {max_upload_bytes() / 2**20:.0f} MB",
+                )
+                response = JSONResponse(error.body(), status_code=413, headers=HEADERS)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+@bentoml.service(workers=1, traffic={"timeout": 60, "concurrency": 128})
+class PneumoniaModel:
+    """Runs the Keras model; ``predict`` is batched adaptively across requests."""
+
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        from xray.model import load_model, model_image_size
+
+        self.model = load_model(self.bento_model.path_of("model.keras"))
+        size = model_image_size(self.model)
+        spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
+        self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+        self._forward(np.zeros((1, size, size, 3), np.uint8))  # trace once, before traffic
+
+    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=100)
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """P(PNEUMONIA) for a batch of prepared images ``[N, S, S, 3]`` uint8."""
+        return self._forward(images).numpy().reshape(-1)
+
+    @bentoml.api
+    def explain(self, image: np.ndarray) -> np.ndarray:
+        """Grad-CAM heatmap of one prepared image, its last element is P(PNEUMONIA)."""
+        from xray.gradcam import gradcam
+
+        heatmap, probability = gradcam(self.model, image)
+        return np.append(heatmap.ravel(), [heatmap.shape[0], heatmap.shape[1], probability])
+
+
+@bentoml.service(workers=1, traffic={"timeout": 60, "concurrency": 128})
+class PneumoniaClassifier:
+    """The public API. Answers carry the label at the threshold chosen at evaluation."""
+
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    model = bentoml.depends(PneumoniaModel)
+
+    def __init__(self) -> None:
+        info = self.bento_model.info
+        self.threshold = float(info.metadata["threshold"])
+        self.image_size = int(info.metadata["image_size"])
+        self.model_version = str(info.labels.get("zenml_model_version", info.tag.version))
+
+    async def _prepare(self, path: Path, name: str) -> np.ndarray:
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        check_upload(data, name)
+        return await asyncio.to_thread(prepare_upload, data, self.image_size)
+
+    def _error(self, error: RequestError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status, headers=HEADERS)
+
+    @bentoml.api(route="/predict")
+    async def predict(self, image: Path) -> dict[str, Any]:
+        """Classifies one chest X-ray (multipart field ``image``: JPEG or PNG)."""
+        try:
+            pixels = await self._prepare(image, "image")
+        except RequestError as error:
+            return self._error(error)
+        probability = await self.model.to_async.predict(pixels[None])
+        return JSONResponse(
+            answer(float(probability[0]), self.threshold, self.model_version), headers=HEADERS
+        )
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(self, images: list[Path]) -> list[dict[str, Any]]:
+        """Classifies several images (multipart field ``images``, repeated)."""
+        try:
+            pixels = [await self._prepare(p, f"images[{i}]") for i, p in enumerate(images)]
+        except RequestError as error:
+            return self._error(error)
+        if not pixels:
+            return self._error(RequestError(400, "no file in field 'images'"))
+        probabilities = await self.model.to_async.predict(np.stack(pixels))
+        results = [answer(float(p), self.threshold, self.model_version) for p in probabilities]
+        return JSONResponse(results, headers=HEADERS)
+
+    @bentoml.api(route="/explain")
+    async def explain(self, image: Path) -> Any:
+        """Grad-CAM overlay (PNG) of one image; P(PNEUMONIA) in the X-Probability header."""
+        from xray.gradcam import overlay_png
+
+        try:
+            pixels = await self._prepare(image, "image")
+        except RequestError as error:
+            return self._error(error)
+        flat = await self.model.to_async.explain(pixels)
+        rows, cols, probability = int(flat[-3]), int(flat[-2]), float(flat[-1])
+        heatmap = np.asarray(flat[:-3], dtype=np.float32).reshape(rows, cols)
+        png = await asyncio.to_thread(overlay_png, pixels, heatmap)
+        headers = {
+            **HEADERS,
+            "X-Probability": f"{probability:.6f}",
+            "X-Disclaimer-Full": DISCLAIMER,
+        }
+        return Response(png, media_type="image/png", headers=headers)
+
+
+PneumoniaClassifier.add_asgi_middleware(UploadSizeLimit)

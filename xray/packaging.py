@@ -1,0 +1,94 @@
+"""BentoML packaging: the model store entry and the Bento of the prediction service."""
+
+import shutil
+import tempfile
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from xray.constants import MODEL_NAME
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENTO_DIR = PROJECT_ROOT / "bentos"
+BENTO_NAME = "pneumonia_service"
+SERVICE_REQUIREMENTS = ("bentoml", "tensorflow", "keras", "numpy", "pillow", "matplotlib")
+"""What the service imports; pinned to the versions installed here when a Bento is built."""
+SERVICE_MODULES = (
+    "__init__",
+    "constants",
+    "images",
+    "serving",
+    "preprocessing",
+    "model",
+    "gradcam",
+)
+"""The ``xray`` modules the service imports (nothing else goes into the Bento)."""
+
+
+def save_to_model_store(
+    model: Any, metadata: dict[str, Any], labels: dict[str, str], name: str = MODEL_NAME
+) -> str:
+    """Saves a Keras model as ``model.keras`` in the BentoML model store.
+
+    Args:
+        model: The trained Keras model.
+        metadata: Threshold, class names, image size, metrics, data fingerprint...
+        labels: Short string labels (e.g. the ZenML model version).
+        name: The BentoML model name.
+
+    Returns:
+        The new model's tag (``name:version``).
+    """
+    import bentoml
+
+    with bentoml.models.create(name, labels=labels, metadata=metadata) as ref:
+        model.save(ref.path_of("model.keras"))
+    return str(ref.tag)
+
+
+def pinned_requirements() -> list[str]:
+    """``name==version`` for every package the service imports, as installed now."""
+    return [f"{name}=={importlib_metadata.version(name)}" for name in SERVICE_REQUIREMENTS]
+
+
+def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
+    """Builds the service's Bento from a clean context holding only what it needs.
+
+    The context gets ``bentos/service.py``, ``bentos/bentofile.yaml``, the ``xray``
+    modules the service imports (:data:`SERVICE_MODULES`) and a ``requirements.txt``
+    pinned to this environment; nothing else from the project can end up in the Bento.
+
+    Args:
+        model_tag: The BentoML model the Bento serves (pinned into it).
+        labels: Extra Bento labels.
+
+    Returns:
+        The Bento tag.
+    """
+    import os
+
+    import bentoml
+
+    with tempfile.TemporaryDirectory(prefix="bento-ctx-") as tmp:
+        ctx = Path(tmp)
+        for name in ("service.py", "bentofile.yaml"):
+            shutil.copy2(BENTO_DIR / name, ctx / name)
+        (ctx / "xray").mkdir()
+        for module in SERVICE_MODULES:
+            shutil.copy2(PROJECT_ROOT / "xray" / f"{module}.py", ctx / "xray" / f"{module}.py")
+        (ctx / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n")
+        previous = os.environ.get("XRAY_MODEL_TAG")
+        os.environ["XRAY_MODEL_TAG"] = model_tag  # the service class resolves its model
+        try:
+            bento = bentoml.bentos.build_bentofile(
+                str(ctx / "bentofile.yaml"),
+                build_ctx=str(ctx),
+                name=BENTO_NAME,
+                labels=labels or {},
+            )
+        finally:
+            if previous is None:
+                os.environ.pop("XRAY_MODEL_TAG", None)
+            else:
+                os.environ["XRAY_MODEL_TAG"] = previous
+    return str(bento.tag)
