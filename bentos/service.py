@@ -13,6 +13,7 @@ Not a medical device: every answer carries a disclaimer (field and header).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,32 @@ from xray.serving import (
 
 MODEL_TAG = os.environ.get("XRAY_MODEL_TAG", "pneumonia_classifier:latest")
 HEADERS = {"X-Disclaimer": "Not a medical device; not a diagnosis."}
+
+
+class _JsonForForms:
+    """BentoML 1.4 JSON-decodes multipart fields it does not expect; a binary file under
+    another name (``file`` instead of ``image``) then raises UnicodeDecodeError and a 500.
+    This makes that a JSONDecodeError, so the request ends as a 400 naming the missing
+    field."""
+
+    JSONDecodeError = json.JSONDecodeError
+
+    def loads(self, value: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return json.loads(value, *args, **kwargs)
+        except UnicodeDecodeError as exc:
+            raise json.JSONDecodeError(str(exc), "", 0) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(json, name)
+
+
+try:
+    import _bentoml_impl.serde as _serde
+
+    _serde.json = _JsonForForms()  # type: ignore[assignment]
+except ImportError:  # another BentoML layout: nothing to mend
+    pass
 
 
 class UploadSizeLimit:
@@ -100,6 +127,8 @@ class PneumoniaClassifier:
         self.threshold = float(info.metadata["threshold"])
         self.image_size = int(info.metadata["image_size"])
         self.model_version = str(info.labels.get("zenml_model_version", info.tag.version))
+        warm = np.zeros((self.image_size, self.image_size, 3), np.uint8)
+        prepare_upload(_png_bytes(warm), self.image_size)  # first request is not slow
 
     async def _prepare(self, path: Path, name: str) -> np.ndarray:
         data = await asyncio.to_thread(Path(path).read_bytes)
@@ -153,6 +182,16 @@ class PneumoniaClassifier:
             "X-Disclaimer-Full": DISCLAIMER,
         }
         return Response(png, media_type="image/png", headers=headers)
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 PneumoniaClassifier.add_asgi_middleware(UploadSizeLimit)
