@@ -1,12 +1,14 @@
-"""The training pipeline: load -> split -> validate -> train -> evaluate -> register."""
+"""The training pipeline: load -> split -> validate -> train -> evaluate -> package -> register."""
 
 from zenml import pipeline
 
+from steps.build_bento import build_bento
 from steps.check_data_drift import check_data_drift
 from steps.check_data_quality import check_data_quality
 from steps.compute_image_statistics import compute_image_statistics
 from steps.evaluate_model import evaluate_model
 from steps.load_dataset import load_dataset
+from steps.package_model import package_model
 from steps.register_model import register_model
 from steps.split_dataset import split_dataset
 from steps.train_model import train_model
@@ -35,4 +37,6 @@ def training_pipeline(data_dir: str) -> None:
     validation = validation_gate(quality, drift)
     model, _history, facts, _curves = train_model(train_set, val_set, after="validation_gate")
     metrics, threshold, _plots = evaluate_model(model, val_set, test_set)
-    register_model(metrics, threshold, fingerprint, facts, validation)
+    bentoml_model = package_model(model, metrics, threshold, fingerprint)
+    bento = build_bento(bentoml_model)
+    register_model(metrics, threshold, fingerprint, facts, validation, bentoml_model, bento)

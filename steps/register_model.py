@@ -19,6 +19,8 @@ def register_model(
     data_fingerprint: str,
     training_facts: dict[str, Any],
     validation_summary: dict[str, Any],
+    bentoml_model_tag: str,
+    bento_tag: str,
 ) -> Annotated[dict[str, Any], "model_version_facts"]:
     """Attaches metrics, threshold, image size, classes and data fingerprint to the model.
 
@@ -33,6 +35,8 @@ def register_model(
             ``pretrained``...). The model itself is linked to the version as its model
             artifact by ``train_model``.
         validation_summary: The data gates' outcome (passed, warnings).
+        bentoml_model_tag: The model in the BentoML model store.
+        bento_tag: The Bento that serves it.
 
     Returns:
         The facts recorded on the model version.
@@ -49,6 +53,8 @@ def register_model(
         "pretrained": bool(training_facts.get("pretrained", False)),
         "backbone": training_facts.get("backbone", ""),
         "mlflow_run_id": training_facts.get("mlflow_run_id", ""),
+        "bentoml_model_tag": bentoml_model_tag,
+        "bento_tag": bento_tag,
         "data_validation": {
             "passed": bool(validation_summary["passed"]),
             "warnings": validation_summary["warnings"],

@@ -18,6 +18,7 @@ os.environ.setdefault("ZENML_ENABLE_RICH_TRACEBACK", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["KERAS_HOME"] = str(_ISOLATED / "keras-home")  # no cached ImageNet weights
+os.environ["BENTOML_HOME"] = str(_ISOLATED / "bentoml")  # models and Bentos of the tests
 # gcsfs' experimental zonal/HNS bucket probe speaks gRPC, which the local GCS emulator
 # used by the gs:// tests does not; real GCS works either way.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"

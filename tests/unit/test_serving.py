@@ -1,0 +1,75 @@
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthetic import encode, synthetic_pixels
+from xray.gradcam import gradcam, overlay_png
+from xray.model import build_model
+from xray.serving import DISCLAIMER, RequestError, answer, check_upload, prepare_upload
+
+
+def _png_header(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + chunk(b"IEND", b"")
+    )
+
+
+GOOD = encode(synthetic_pixels(1, 64, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "words"),
+    [
+        (b"", 400, "empty file"),
+        (b"hello, I am text", 400, "not an image"),
+        (GOOD[: len(GOOD) // 2], 400, "truncated"),
+        (_png_header(20000, 20000), 400, "decompression bomb"),
+        (encode(np.zeros((16, 16), np.uint8), "PNG"), 400, "at least 32 px"),
+        (b"\xff" * (2 * 2**20), 413, "limit is 1 MB"),
+    ],
+    ids=["empty", "text", "truncated", "bomb", "tiny", "too-large"],
+)
+def test_bad_uploads_are_refused_with_a_reason(data: bytes, status: int, words: str) -> None:
+    with pytest.raises(RequestError) as error:
+        check_upload(data, "image", max_bytes=2**20)
+    assert error.value.status == status and words in error.value.message
+    assert error.value.body()["disclaimer"] == DISCLAIMER
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16"])
+def test_accepted_uploads_become_model_input(mode: str) -> None:
+    data = encode(synthetic_pixels(0, 80, np.random.default_rng(1)), "PNG", mode)
+    check_upload(data)
+    pixels = prepare_upload(data, 48)
+    assert pixels.shape == (48, 48, 3) and pixels.dtype == np.uint8
+
+
+def test_answer_applies_the_evaluation_threshold() -> None:
+    assert answer(0.3, 0.25, "7")["label"] == "PNEUMONIA"  # above 0.25, below 0.5
+    low = answer(0.2, 0.25, "7")
+    assert low["label"] == "NORMAL" and low["threshold"] == 0.25 and low["model_version"] == "7"
+    assert "not a medical device" in low["disclaimer"]
+
+
+def test_gradcam_matches_the_prediction_and_renders() -> None:
+    model = build_model("compact_cnn", image_size=64, weights=None).model
+    image = prepare_upload(GOOD, 64)
+    heatmap, probability = gradcam(model, image)
+    assert heatmap.ndim == 2 and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
+    expected = float(model.predict(image[None], verbose=0)[0, 0])
+    assert probability == pytest.approx(expected, abs=1e-5)
+    png = overlay_png(image, heatmap)
+    assert Image.open(io.BytesIO(png)).size == (64, 64)
