@@ -1,0 +1,193 @@
+"""`bentoml serve` as a subprocess on 127.0.0.1: good and bad images, health, contract."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from synthetic import encode, synthetic_pixels
+from xray.model import build_model
+from xray.packaging import SERVICE_MODULES, build_bento, save_to_model_store
+from xray.training import predict_probabilities
+
+pytestmark = pytest.mark.integration
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SIZE = 48
+THRESHOLD = 0.37
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_and_tag() -> tuple:
+    model = build_model("compact_cnn", image_size=SIZE, weights=None, seed=3).model
+    tag = save_to_model_store(
+        model,
+        metadata={
+            "threshold": THRESHOLD,
+            "image_size": SIZE,
+            "class_names": ["NORMAL", "PNEUMONIA"],
+        },
+        labels={"zenml_model_version": "42"},
+    )
+    return model, tag
+
+
+@pytest.fixture(scope="module")
+def server(model_and_tag: tuple) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, "XRAY_MODEL_TAG": model_and_tag[1], "XRAY_MAX_UPLOAD_MB": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=PROJECT_ROOT / "bentos",
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < 120:
+            if process.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {process.returncode}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("bentoml serve was not ready within 120 s")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _post(url: str, data: bytes, name: str = "image.png", field: str = "image") -> httpx.Response:
+    return httpx.post(f"{url}/predict", files={field: (name, data)}, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "size"),
+    [
+        ("L", "JPEG", 64),
+        ("RGB", "JPEG", 64),
+        ("RGBA", "PNG", 70),
+        ("I;16", "PNG", 64),
+        ("L", "JPEG", 1200),
+    ],
+)
+def test_good_images_are_classified_with_the_evaluation_threshold(
+    server: str, mode: str, fmt: str, size: int
+) -> None:
+    data = encode(synthetic_pixels(1, size, np.random.default_rng(size)), fmt, mode)
+    response = _post(server, data, f"x.{fmt.lower()}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"label", "probability", "threshold", "model_version", "disclaimer"}
+    assert body["threshold"] == pytest.approx(THRESHOLD) and body["model_version"] == "42"
+    assert body["label"] == ("PNEUMONIA" if body["probability"] >= THRESHOLD else "NORMAL")
+    assert response.headers["x-disclaimer"].startswith("Not a medical device")
+
+
+def test_service_agrees_with_training_time_prediction(server: str, model_and_tag: tuple) -> None:
+    """The contract: the same file gives the same probability in both paths (1e-5)."""
+    files = [
+        encode(synthetic_pixels(i % 2, 90 + 7 * i, np.random.default_rng(i))) for i in range(4)
+    ]
+    offline = predict_probabilities(model_and_tag[0], files, SIZE)
+    served = [_post(server, f, "x.jpeg").json()["probability"] for f in files]
+    np.testing.assert_allclose(served, offline, atol=1e-5)
+
+
+def _bomb() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_bad_input_gets_a_4xx_and_the_server_stays_healthy(server: str) -> None:
+    good = encode(synthetic_pixels(0, 64, np.random.default_rng(0)))
+    cases = {
+        "empty file": _post(server, b""),
+        "text file": _post(server, b"just text", "notes.txt"),
+        "text named .png": _post(server, b"I am not a PNG", "fake.png"),
+        "truncated JPEG": _post(server, good[: len(good) // 2], "cut.jpeg"),
+        "zero-size image": _post(server, encode(np.zeros((1, 1), np.uint8), "PNG")),
+        "decompression bomb": _post(server, _bomb()),
+        "too large": _post(server, b"\xff" * (3 * 2**20), "big.jpeg"),
+        "wrong field": _post(server, good, "x.jpeg", field="file"),
+        "empty body": httpx.post(f"{server}/predict", timeout=30),
+    }
+    for name, response in cases.items():
+        assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+        assert "error" in response.json(), name
+    assert cases["too large"].status_code == 413
+    assert "decompression bomb" in cases["decompression bomb"].json()["error"]
+    assert httpx.get(f"{server}/readyz", timeout=5).status_code == 200
+    assert httpx.get(f"{server}/livez", timeout=5).status_code == 200
+    assert _post(server, good, "x.jpeg").status_code == 200
+
+
+def test_batch_and_explain(server: str) -> None:
+    images = [encode(synthetic_pixels(i % 2, 64, np.random.default_rng(i))) for i in range(3)]
+    response = httpx.post(
+        f"{server}/predict_batch",
+        files=[("images", (f"{i}.jpeg", d)) for i, d in enumerate(images)],
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    singles = [_post(server, d, "x.jpeg").json()["probability"] for d in images]
+    np.testing.assert_allclose([r["probability"] for r in response.json()], singles, atol=1e-5)
+    explained = httpx.post(f"{server}/explain", files={"image": ("x.jpeg", images[0])}, timeout=60)
+    assert explained.status_code == 200 and explained.headers["content-type"] == "image/png"
+    assert explained.content.startswith(b"\x89PNG")
+    assert float(explained.headers["x-probability"]) == pytest.approx(singles[0], abs=1e-5)
+
+
+def test_bento_contains_only_what_the_service_needs(model_and_tag: tuple) -> None:
+    import bentoml
+
+    tag = build_bento(model_and_tag[1])
+    bento = bentoml.get(tag)
+    src = Path(bento.path) / "src"
+    files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
+    assert files == {"service.py", "bentofile.yaml"} | {
+        f"xray/{m}.py" for m in SERVICE_MODULES
+    }
+    info = yaml.safe_load((Path(bento.path) / "bento.yaml").read_text())
+    served = {m["tag"] for service in info["services"] for m in service["models"]}
+    assert served == {model_and_tag[1]}
+    assert info["entry_service"] == "PneumoniaClassifier"
+    requirements = (Path(bento.path) / "env" / "python" / "requirements.txt").read_text()
+    assert "tensorflow==" in requirements and "bentoml==" in requirements
