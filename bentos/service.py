@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from xray.serving import (
     prepare_upload,
 )
 
+logger = logging.getLogger(__name__)
 MODEL_TAG = os.environ.get("XRAY_MODEL_TAG", "pneumonia_classifier:latest")
 HEADERS = {"X-Disclaimer": "Not a medical device; not a diagnosis."}
 
@@ -101,7 +103,9 @@ class PneumoniaModel:
         self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
         self._forward(np.zeros((1, size, size, 3), np.uint8))  # trace once, before traffic
 
-    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=100)
+    # max_latency_ms bounds how long a request may wait for its batch; BentoML answers
+    # 503 when it predicts that bound cannot be met, so it is set for a busy 2-core box.
+    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=3000)
     def predict(self, images: np.ndarray) -> np.ndarray:
         """P(PNEUMONIA) for a batch of prepared images ``[N, S, S, 3]`` uint8."""
         return self._forward(images).numpy().reshape(-1)
@@ -138,6 +142,25 @@ class PneumoniaClassifier:
     def _error(self, error: RequestError) -> JSONResponse:
         return JSONResponse(error.body(), status_code=error.status, headers=HEADERS)
 
+    async def _call(self, method: Any, *args: Any) -> Any:
+        """Calls the model service, retrying a dropped keep-alive connection twice (under
+        bursts the dependency's server may close an idle pooled connection)."""
+        import aiohttp
+
+        for attempt in range(3):
+            try:
+                return await method(*args)
+            except aiohttp.ClientConnectionError:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _busy(self, exc: Exception) -> JSONResponse:
+        logger.warning("Model service call failed: %r", exc)
+        body = RequestError(503, "the model is busy or restarting; retry shortly").body()
+        return JSONResponse(body, status_code=503, headers={**HEADERS, "Retry-After": "1"})
+
     @bentoml.api(route="/predict")
     async def predict(self, image: Path) -> dict[str, Any]:
         """Classifies one chest X-ray (multipart field ``image``: JPEG or PNG)."""
@@ -145,7 +168,10 @@ class PneumoniaClassifier:
             pixels = await self._prepare(image, "image")
         except RequestError as error:
             return self._error(error)
-        probability = await self.model.to_async.predict(pixels[None])
+        try:
+            probability = await self._call(self.model.to_async.predict, pixels[None])
+        except Exception as exc:  # noqa: BLE001 - the model service is overloaded or down
+            return self._busy(exc)
         return JSONResponse(
             answer(float(probability[0]), self.threshold, self.model_version), headers=HEADERS
         )
@@ -159,7 +185,10 @@ class PneumoniaClassifier:
             return self._error(error)
         if not pixels:
             return self._error(RequestError(400, "no file in field 'images'"))
-        probabilities = await self.model.to_async.predict(np.stack(pixels))
+        try:
+            probabilities = await self._call(self.model.to_async.predict, np.stack(pixels))
+        except Exception as exc:  # noqa: BLE001
+            return self._busy(exc)
         results = [answer(float(p), self.threshold, self.model_version) for p in probabilities]
         return JSONResponse(results, headers=HEADERS)
 
@@ -172,7 +201,10 @@ class PneumoniaClassifier:
             pixels = await self._prepare(image, "image")
         except RequestError as error:
             return self._error(error)
-        flat = await self.model.to_async.explain(pixels)
+        try:
+            flat = await self._call(self.model.to_async.explain, pixels)
+        except Exception as exc:  # noqa: BLE001
+            return self._busy(exc)
         rows, cols, probability = int(flat[-3]), int(flat[-2]), float(flat[-1])
         heatmap = np.asarray(flat[:-3], dtype=np.float32).reshape(rows, cols)
         png = await asyncio.to_thread(overlay_png, pixels, heatmap)
