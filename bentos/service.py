@@ -4,8 +4,9 @@ Two classes, one process each: ``PneumoniaClassifier`` is the public API (checks
 applies the shared preprocessing, answers with the evaluation threshold); the model runs
 in ``PneumoniaModel``, whose ``predict`` is batchable, so concurrent requests are grouped
 into one model call by BentoML's adaptive batching (batching happens at a service
-boundary). The model is the latest ``pneumonia_classifier`` in the BentoML model store,
-or the tag in ``XRAY_MODEL_TAG``.
+boundary). The model is the tag in ``XRAY_MODEL_TAG``, else the one a built Bento was
+built for (``model_tag.txt``), else the latest ``pneumonia_classifier`` in the BentoML
+model store.
 
 Not a medical device: every answer carries a disclaimer (field and header).
 """
@@ -33,7 +34,12 @@ from xray.serving import (
 )
 
 logger = logging.getLogger(__name__)
-MODEL_TAG = os.environ.get("XRAY_MODEL_TAG", "pneumonia_classifier:latest")
+PINNED_TAG_FILE = Path(__file__).with_name("model_tag.txt")  # written into built Bentos
+MODEL_TAG = (
+    os.environ.get("XRAY_MODEL_TAG")
+    or (PINNED_TAG_FILE.read_text().strip() if PINNED_TAG_FILE.is_file() else "")
+    or "pneumonia_classifier:latest"
+)
 HEADERS = {"X-Disclaimer": "Not a medical device; not a diagnosis."}
 
 

@@ -54,7 +54,8 @@ def pinned_requirements() -> list[str]:
 def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
     """Builds the service's Bento from a clean context holding only what it needs.
 
-    The context gets ``bentos/service.py``, ``bentos/bentofile.yaml``, the ``xray``
+    The context gets ``bentos/service.py``, ``bentos/bentofile.yaml``, ``model_tag.txt``
+    (so the Bento always serves the model it was built for), the ``xray``
     modules the service imports (:data:`SERVICE_MODULES`) and a ``requirements.txt``
     pinned to this environment; nothing else from the project can end up in the Bento.
 
@@ -77,6 +78,7 @@ def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
         for module in SERVICE_MODULES:
             shutil.copy2(PROJECT_ROOT / "xray" / f"{module}.py", ctx / "xray" / f"{module}.py")
         (ctx / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n")
+        (ctx / "model_tag.txt").write_text(model_tag + "\n")  # the Bento serves this model
         previous = os.environ.get("XRAY_MODEL_TAG")
         os.environ["XRAY_MODEL_TAG"] = model_tag  # the service class resolves its model
         try:

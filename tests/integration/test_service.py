@@ -182,10 +182,11 @@ def test_bento_contains_only_what_the_service_needs(model_and_tag: tuple) -> Non
     bento = bentoml.get(tag)
     src = Path(bento.path) / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
-    assert files == {"service.py", "bentofile.yaml"} | {
+    assert files == {"service.py", "bentofile.yaml", "model_tag.txt"} | {
         f"xray/{m}.py" for m in SERVICE_MODULES
     }
     info = yaml.safe_load((Path(bento.path) / "bento.yaml").read_text())
+    assert (src / "model_tag.txt").read_text().strip() == model_and_tag[1]
     served = {m["tag"] for service in info["services"] for m in service["models"]}
     assert served == {model_and_tag[1]}
     assert info["entry_service"] == "PneumoniaClassifier"

@@ -68,6 +68,13 @@ def test_pipeline_registers_a_model_version(first_run: Any) -> None:
     assert meta["class_names"] == ["NORMAL", "PNEUMONIA"]
     assert meta["pretrained"] is False and meta["backbone"] == "compact_cnn"
     assert meta["data_validation"]["passed"] is True, meta["data_validation"]
+    import bentoml
+
+    assert meta["bento_tag"].startswith("pneumonia_service:")
+    packaged = bentoml.models.get(meta["bentoml_model_tag"])
+    assert packaged.info.labels["zenml_model_version"] == str(first_run.model_version.number)
+    assert packaged.info.metadata["threshold"] == pytest.approx(meta["threshold"])
+    assert bentoml.get(meta["bento_tag"]).tag.name == "pneumonia_service"
     dataset = first_run.steps["load_dataset"].outputs[DATASET_ARTIFACT][0]
     assert meta["data_fingerprint"] == dataset.run_metadata["fingerprint"]
     model_artifact = version.get_model_artifact("keras_model")
@@ -108,7 +115,8 @@ def test_mlflow_run_has_params_epochs_metrics_plots_and_model(first_run: Any) ->
 def test_unchanged_rerun_is_cached(first_run: Any, small_config: Path, data_dir: Path) -> None:
     again = _run(small_config, data_dir)
     statuses = {name: step.status for name, step in again.steps.items()}
-    assert statuses.pop("register_model") == ExecutionStatus.COMPLETED
+    for never_cached in ("package_model", "build_bento", "register_model"):
+        assert statuses.pop(never_cached) == ExecutionStatus.COMPLETED
     assert set(statuses.values()) == {ExecutionStatus.CACHED}, statuses
     version = Client().get_model_version(MODEL_NAME, again.model_version.number)
     assert version.number == first_run.model_version.number + 1
