@@ -1,0 +1,65 @@
+"""The service classes in-process with a small real model (no server): answers, threshold,
+bad input and Grad-CAM through the same methods HTTP calls."""
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from synthetic import encode, synthetic_pixels
+from xray.model import build_model
+from xray.packaging import save_to_model_store
+from xray.training import predict_probabilities
+
+pytestmark = pytest.mark.integration
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory):
+    model = build_model("compact_cnn", image_size=40, weights=None, seed=5).model
+    tag = save_to_model_store(
+        model, {"threshold": 0.5, "image_size": 40}, {"zenml_model_version": "7"}
+    )
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XRAY_MODEL_TAG", tag)
+    mp.syspath_prepend(str(PROJECT_ROOT / "bentos"))
+    sys.modules.pop("service", None)
+    import service as module
+
+    yield module.PneumoniaClassifier(), model
+    sys.modules.pop("service", None)
+    mp.undo()
+
+
+def _file(tmp_path: Path, data: bytes, name: str = "x.jpeg") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_predict_in_process(service, tmp_path: Path) -> None:
+    classifier, model = service
+    data = encode(synthetic_pixels(1, 70, np.random.default_rng(0)))
+    response = asyncio.run(classifier.predict(_file(tmp_path, data)))
+    body = json.loads(response.body)
+    assert response.status_code == 200 and body["model_version"] == "7"
+    expected = predict_probabilities(model, [data], 40)[0]
+    assert body["probability"] == pytest.approx(float(expected), abs=1e-5)
+    assert body["label"] == ("PNEUMONIA" if body["probability"] >= 0.5 else "NORMAL")
+
+
+def test_bad_input_in_process(service, tmp_path: Path) -> None:
+    classifier, _ = service
+    response = asyncio.run(classifier.predict(_file(tmp_path, b"not an image", "x.png")))
+    assert response.status_code == 400 and "not an image" in json.loads(response.body)["error"]
+
+
+def test_explain_in_process(service, tmp_path: Path) -> None:
+    classifier, _ = service
+    data = encode(synthetic_pixels(0, 64, np.random.default_rng(1)))
+    response = asyncio.run(classifier.explain(_file(tmp_path, data)))
+    assert response.status_code == 200 and response.body.startswith(b"\x89PNG")
