@@ -96,7 +96,10 @@ def _print_summary(run: Any) -> None:
             "predictions for diagnosis."
         )
         if facts.get("bento_tag"):
-            click.echo(f"Serve it:   cd bentos && bentoml serve   (Bento {facts['bento_tag']})")
+            click.echo(
+                f"Serve it:   cd bentos && bentoml serve --host 127.0.0.1   "
+                f"(Bento {facts['bento_tag']})"
+            )
     tracker = client.active_stack.experiment_tracker
     if tracker is not None and hasattr(tracker, "get_tracking_uri"):
         click.echo(f"MLflow UI:  mlflow ui --backend-store-uri '{tracker.get_tracking_uri()}'")
