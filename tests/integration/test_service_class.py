@@ -1,5 +1,5 @@
-"""The service classes in-process with a small real model (no server): answers, threshold,
-bad input and Grad-CAM through the same methods HTTP calls."""
+"""The service in-process with a small real model: the classes' methods directly, and
+HTTP through the ASGI app (no server process)."""
 
 import asyncio
 import json
@@ -30,7 +30,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     sys.modules.pop("service", None)
     import service as module
 
-    yield module.PneumoniaClassifier(), model
+    yield module.PneumoniaClassifier(), model, module
     sys.modules.pop("service", None)
     mp.undo()
 
@@ -42,7 +42,7 @@ def _file(tmp_path: Path, data: bytes, name: str = "x.jpeg") -> Path:
 
 
 def test_predict_in_process(service, tmp_path: Path) -> None:
-    classifier, model = service
+    classifier, model, _ = service
     data = encode(synthetic_pixels(1, 70, np.random.default_rng(0)))
     response = asyncio.run(classifier.predict(_file(tmp_path, data)))
     body = json.loads(response.body)
@@ -53,13 +53,50 @@ def test_predict_in_process(service, tmp_path: Path) -> None:
 
 
 def test_bad_input_in_process(service, tmp_path: Path) -> None:
-    classifier, _ = service
+    classifier, _, _ = service
     response = asyncio.run(classifier.predict(_file(tmp_path, b"not an image", "x.png")))
     assert response.status_code == 400 and "not an image" in json.loads(response.body)["error"]
 
 
 def test_explain_in_process(service, tmp_path: Path) -> None:
-    classifier, _ = service
+    classifier, _, _ = service
     data = encode(synthetic_pixels(0, 64, np.random.default_rng(1)))
     response = asyncio.run(classifier.explain(_file(tmp_path, data)))
     assert response.status_code == 200 and response.body.startswith(b"\x89PNG")
+
+
+def test_http_through_the_asgi_app(service, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    monkeypatch.setenv("XRAY_MAX_UPLOAD_MB", "1")
+    _, model, module = service
+    good = encode(synthetic_pixels(1, 60, np.random.default_rng(2)))
+    with TestClient(module.PneumoniaClassifier.to_asgi()) as client:
+        assert client.get("/readyz").status_code == 200 and client.get("/livez").status_code == 200
+        ok = client.post("/predict", files={"image": ("x.jpeg", good)})
+        assert ok.status_code == 200 and ok.headers["x-disclaimer"].startswith("Not a medical")
+        expected = float(predict_probabilities(model, [good], 40)[0])
+        assert ok.json()["probability"] == pytest.approx(expected, abs=1e-5)
+        bad = {
+            "text": client.post("/predict", files={"image": ("x.png", b"text")}),
+            "empty": client.post("/predict", files={"image": ("x.png", b"")}),
+            "no field": client.post("/predict"),
+            "wrong field": client.post("/predict", files={"file": ("x.jpeg", good)}),
+            "too large": client.post(
+                "/predict",
+                content=b"x" * (2 * 2**20),
+                headers={"content-type": "multipart/form-data; boundary=b"},
+            ),
+        }
+        for name, response in bad.items():
+            assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+            assert "error" in response.json(), name
+        assert bad["too large"].status_code == 413
+        batch = client.post(
+            "/predict_batch", files=[("images", ("a.jpeg", good)), ("images", ("b.jpeg", good))]
+        )
+        assert batch.status_code == 200 and len(batch.json()) == 2
