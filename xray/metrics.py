@@ -1,15 +1,12 @@
-"""Decision threshold selection and binary classification metrics (PNEUMONIA positive)."""
+"""Decision threshold selection and binary classification metrics (PNEUMONIA positive).
+
+scikit-learn is imported inside the functions: this module is imported when the pipeline
+is defined, and a cached re-run should not pay for it.
+"""
 
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import (
-    average_precision_score,
-    confusion_matrix,
-    precision_recall_curve,
-    roc_auc_score,
-    roc_curve,
-)
 
 THRESHOLD_RULES = ("target_sensitivity", "youden")
 
@@ -46,6 +43,8 @@ def choose_threshold(
     Raises:
         ValueError: For an unknown rule, or validation data without both classes.
     """
+    from sklearn.metrics import roc_curve
+
     y = np.asarray(y_true).astype(int)
     p = np.asarray(probabilities, dtype=np.float64)
     if rule not in THRESHOLD_RULES:
@@ -83,6 +82,8 @@ def classification_metrics(
         pr_auc, the confusion counts tn/fp/fn/tp, n, and the threshold. AUCs are NaN
         when only one class is present.
     """
+    from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+
     y = np.asarray(y_true).astype(int)
     p = np.asarray(probabilities, dtype=np.float64)
     pred = (p >= threshold).astype(int)
@@ -113,6 +114,8 @@ def classification_metrics(
 
 def curves(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
     """ROC (fpr, tpr) and precision-recall (precision, recall) curve points."""
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
     fpr, tpr, _ = roc_curve(y_true, probabilities)
     precision, recall, _ = precision_recall_curve(y_true, probabilities)
     return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
