@@ -74,3 +74,19 @@ def make_single_folder(root: Path, per_class: int, size: int = 64, seed: int = 0
     for label, name in enumerate(("NORMAL", "PNEUMONIA")):
         write_class_folder(root / name, label, per_class, size, seed + label)
     return root
+
+
+def small_run_config(path: Path, image_size: int, epochs: int, quality_mode: str = "fail") -> Path:
+    """Writes the shipped run config with a tiny, fast model to ``path``."""
+    import yaml
+
+    project_root = Path(__file__).resolve().parent.parent
+    config = yaml.safe_load((project_root / "configs" / "training.yaml").read_text())
+    steps = config["steps"]
+    steps["train_model"]["parameters"]["config"].update(
+        image_size=image_size, epochs=epochs, batch_size=8, early_stopping_patience=epochs
+    )
+    steps["load_dataset"]["parameters"]["min_images"] = 10
+    steps["check_data_quality"]["parameters"]["config"]["mode"] = quality_mode
+    path.write_text(yaml.safe_dump(config))
+    return path

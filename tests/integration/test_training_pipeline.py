@@ -6,30 +6,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
-from synthetic import encode, make_kaggle_tree, synthetic_pixels
+from synthetic import encode, make_kaggle_tree, small_run_config, synthetic_pixels
 from xray.constants import DATASET_ARTIFACT, MODEL_NAME
 
 pytestmark = pytest.mark.integration
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def small_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped run config with a tiny, fast model."""
-    config = yaml.safe_load((PROJECT_ROOT / "configs" / "training.yaml").read_text())
-    config["steps"]["train_model"]["parameters"]["config"].update(
-        image_size=48, epochs=4, batch_size=8, early_stopping_patience=4
-    )
-    config["steps"]["load_dataset"]["parameters"]["min_images"] = 10
-    path = tmp_path_factory.mktemp("config") / "training.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return small_run_config(tmp_path_factory.mktemp("config") / "training.yaml", 48, 4)
 
 
 @pytest.fixture(scope="module")

@@ -5,30 +5,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
-from synthetic import encode, make_kaggle_tree
+from synthetic import encode, make_kaggle_tree, small_run_config
 from xray.constants import MODEL_NAME
 
 pytestmark = pytest.mark.integration
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BLANK = "train/NORMAL/IM-0999-0001.png"
 
 
 def _config(tmp: Path, quality_mode: str) -> Path:
-    config = yaml.safe_load((PROJECT_ROOT / "configs" / "training.yaml").read_text())
-    steps = config["steps"]
-    steps["train_model"]["parameters"]["config"].update(
-        image_size=40, epochs=2, batch_size=8, early_stopping_patience=2
-    )
-    steps["load_dataset"]["parameters"]["min_images"] = 10
-    steps["check_data_quality"]["parameters"]["config"]["mode"] = quality_mode
-    path = tmp / f"training-{quality_mode}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return small_run_config(tmp / f"training-{quality_mode}.yaml", 40, 2, quality_mode)
 
 
 @pytest.fixture(scope="module")
