@@ -1,51 +1,45 @@
-"""Stores Keras 3 models as native ``.keras`` files in any artifact store."""
+"""Stores a :class:`xray.model.KerasModelFile` as a native ``.keras`` file."""
 
+import json
 import os
-import tempfile
 from typing import Any, ClassVar
 
-import keras
 from zenml.enums import ArtifactType
-from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
-from xray.model import load_model
+from xray.model import KerasModelFile
 
 MODEL_FILE = "model.keras"
+INFO_FILE = "model.json"
 
 
 class KerasModelMaterializer(BaseMaterializer):
-    """Saves with ``model.save(... .keras)`` and loads with the project's custom layers.
+    """Writes ``model.keras`` (loadable with ``keras.saving.load_model`` once the project's
+    custom layers are registered, see :func:`xray.model.load_model`) and its image size.
 
     ZenML's own TensorFlow materializer needs its ``tensorflow`` integration, which pins
-    TF < 2.15 and so cannot be used with Keras 3.
+    TF < 2.15 and so cannot be used with Keras 3; and this one needs no TensorFlow at all.
     """
 
-    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (keras.Model,)
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (KerasModelFile,)
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.MODEL
 
-    def save(self, data: keras.Model) -> None:
-        """Writes ``model.keras`` locally, then copies it into the artifact store."""
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, MODEL_FILE)
-            data.save(local)
-            fileio.copy(local, os.path.join(self.uri, MODEL_FILE), overwrite=True)
+    def save(self, data: KerasModelFile) -> None:
+        """Writes the ``.keras`` file and a small JSON with the image size."""
+        with self.artifact_store.open(os.path.join(self.uri, MODEL_FILE), "wb") as f:
+            f.write(data.data)
+        with self.artifact_store.open(os.path.join(self.uri, INFO_FILE), "w") as f:
+            json.dump({"image_size": data.image_size}, f)
 
-    def load(self, data_type: type[Any]) -> keras.Model:
-        """Copies ``model.keras`` to a temporary folder and loads it (uncompiled)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, MODEL_FILE)
-            fileio.copy(os.path.join(self.uri, MODEL_FILE), local, overwrite=True)
-            return load_model(local)
+    def load(self, data_type: type[Any]) -> KerasModelFile:
+        """Reads the file back (call ``.load()`` on the result for a ``keras.Model``)."""
+        with self.artifact_store.open(os.path.join(self.uri, MODEL_FILE), "rb") as f:
+            data = f.read()
+        with self.artifact_store.open(os.path.join(self.uri, INFO_FILE), "r") as f:
+            image_size = int(json.load(f)["image_size"])
+        return KerasModelFile(data=data, image_size=image_size)
 
-    def extract_metadata(self, data: keras.Model) -> dict[str, MetadataType]:
-        """Parameter counts and the input/output shapes."""
-        trainable = sum(int(w.numpy().size) for w in data.trainable_weights)
-        total = sum(int(w.numpy().size) for w in data.weights)
-        return {
-            "parameters": total,
-            "trainable_parameters": trainable,
-            "input_shape": str(data.input_shape),
-            "output_shape": str(data.output_shape),
-        }
+    def extract_metadata(self, data: KerasModelFile) -> dict[str, MetadataType]:
+        """File size and input size."""
+        return {"file_megabytes": round(len(data.data) / 1e6, 2), "image_size": data.image_size}

@@ -3,7 +3,6 @@
 import logging
 from typing import Annotated, Any
 
-import keras
 import mlflow
 from zenml import log_metadata, step
 
@@ -11,7 +10,7 @@ from materializers import PngFigureMaterializer
 from xray.constants import EVALUATION_PLOTS_ARTIFACT, METRICS_ARTIFACT, THRESHOLD_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.metrics import choose_threshold, classification_metrics
-from xray.model import model_image_size
+from xray.model import KerasModelFile
 from xray.plots import PngFigure, evaluation_figure
 from xray.tracking import log_png
 from xray.training import predict_probabilities
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
     output_materializers={EVALUATION_PLOTS_ARTIFACT: PngFigureMaterializer},
 )
 def evaluate_model(
-    model: keras.Model,
+    model: KerasModelFile,
     val_set: ImageDataset,
     test_set: ImageDataset,
     threshold_rule: str = "target_sensitivity",
@@ -47,10 +46,11 @@ def evaluate_model(
         Test metrics at the threshold, the threshold, and the confusion matrix, ROC and
         precision-recall curves as one figure.
     """
-    size = model_image_size(model)
-    val_p = predict_probabilities(model, val_set.images, size)
+    size = model.image_size
+    keras_model = model.load()
+    val_p = predict_probabilities(keras_model, val_set.images, size)
     threshold = choose_threshold(val_set.labels, val_p, threshold_rule, target_sensitivity)
-    test_p = predict_probabilities(model, test_set.images, size)
+    test_p = predict_probabilities(keras_model, test_set.images, size)
     metrics = classification_metrics(test_set.labels, test_p, threshold.value)
     metrics.update(
         threshold_rule=threshold.rule,

@@ -3,11 +3,10 @@
 import logging
 from typing import Annotated, Any
 
-import keras
 from zenml import get_step_context, log_metadata, step
 
 from xray.constants import CLASS_NAMES
-from xray.model import model_image_size
+from xray.model import KerasModelFile
 from xray.packaging import save_to_model_store
 
 logger = logging.getLogger(__name__)
@@ -16,7 +15,7 @@ logger = logging.getLogger(__name__)
 # Never cached: the BentoML model store is local to the machine that runs the step.
 @step(enable_cache=False)
 def package_model(
-    model: keras.Model,
+    model: KerasModelFile,
     metrics: dict[str, Any],
     threshold: float,
     data_fingerprint: str,
@@ -40,7 +39,7 @@ def package_model(
         metadata={
             "threshold": float(threshold),
             "class_names": list(CLASS_NAMES),
-            "image_size": model_image_size(model),
+            "image_size": model.image_size,
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
             "data_fingerprint": data_fingerprint,
             "zenml_model": version.name,

@@ -2,7 +2,6 @@
 
 from typing import Annotated, Any
 
-import keras
 import mlflow
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
@@ -10,6 +9,7 @@ from zenml.enums import ArtifactType
 from materializers import KerasModelMaterializer, PngFigureMaterializer
 from xray.constants import MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
 from xray.dataset import ImageDataset
+from xray.model import KerasModelFile
 from xray.plots import PngFigure, history_figure
 from xray.tracking import epoch_logger, log_keras_model, log_png
 from xray.training import TrainConfig, train_classifier
@@ -27,7 +27,9 @@ def train_model(
     val_set: ImageDataset,
     config: TrainConfig | None = None,
 ) -> tuple[
-    Annotated[keras.Model, ArtifactConfig(name=MODEL_ARTIFACT, artifact_type=ArtifactType.MODEL)],
+    Annotated[
+        KerasModelFile, ArtifactConfig(name=MODEL_ARTIFACT, artifact_type=ArtifactType.MODEL)
+    ],
     Annotated[dict[str, list[Any]], TRAINING_HISTORY_ARTIFACT],
     Annotated[dict[str, Any], "training_facts"],
     Annotated[PngFigure, "training_curves"],
@@ -40,8 +42,8 @@ def train_model(
         config: Hyperparameters (see :class:`xray.training.TrainConfig`).
 
     Returns:
-        The trained Keras model, its per-epoch history, facts about how it was trained
-        (``pretrained``, backbone, epochs...) and the training curves.
+        The trained model (its ``.keras`` file), its per-epoch history, facts about how
+        it was trained (``pretrained``, backbone, epochs...) and the training curves.
     """
     config = config or TrainConfig()
     mlflow.log_params({f"train.{k}": v for k, v in config.to_dict().items()})
@@ -61,4 +63,4 @@ def train_model(
     log_keras_model(result.model)
     curves = PngFigure(history_figure(result.history), "Training and validation loss / AUC")
     log_png(curves.png, "plots/training_curves.png")
-    return result.model, result.history, facts, curves
+    return KerasModelFile.from_model(result.model), result.history, facts, curves

@@ -232,3 +232,40 @@ def load_model(path: str) -> Any:
 def model_image_size(model: Any) -> int:
     """The side length the model resizes to (its ``resize`` layer), i.e. its input size."""
     return int(model.get_layer("resize").height)
+
+
+@dataclass(frozen=True)
+class KerasModelFile:
+    """A trained model as the bytes of its ``.keras`` file.
+
+    Steps pass this instead of a ``keras.Model``: defining the pipeline, or re-running it
+    from cache, then never imports TensorFlow, and packaging copies the file as it is.
+
+    Attributes:
+        data: The ``.keras`` file's bytes.
+        image_size: The side length the model resizes images to.
+    """
+
+    data: bytes
+    image_size: int
+
+    @classmethod
+    def from_model(cls, model: Any) -> "KerasModelFile":
+        """Saves a built model (see :func:`build_model`) to ``.keras`` bytes."""
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            model.save(path)
+            return cls(data=path.read_bytes(), image_size=model_image_size(model))
+
+    def load(self) -> Any:
+        """Rebuilds the ``keras.Model`` (uncompiled, custom layers registered)."""
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            path.write_bytes(self.data)
+            return load_model(str(path))

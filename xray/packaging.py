@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from xray.constants import MODEL_NAME
+from xray.model import KerasModelFile
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENTO_DIR = PROJECT_ROOT / "bentos"
@@ -26,12 +27,12 @@ SERVICE_MODULES = (
 
 
 def save_to_model_store(
-    model: Any, metadata: dict[str, Any], labels: dict[str, str], name: str = MODEL_NAME
+    model: KerasModelFile, metadata: dict[str, Any], labels: dict[str, str], name: str = MODEL_NAME
 ) -> str:
-    """Saves a Keras model as ``model.keras`` in the BentoML model store.
+    """Saves a model's ``.keras`` file as ``model.keras`` in the BentoML model store.
 
     Args:
-        model: The trained Keras model.
+        model: The trained model's file.
         metadata: Threshold, class names, image size, metrics, data fingerprint...
         labels: Short string labels (e.g. the ZenML model version).
         name: The BentoML model name.
@@ -42,7 +43,7 @@ def save_to_model_store(
     import bentoml
 
     with bentoml.models.create(name, labels=labels, metadata=metadata) as ref:
-        model.save(ref.path_of("model.keras"))
+        Path(ref.path_of("model.keras")).write_bytes(model.data)
     return str(ref.tag)
 
 

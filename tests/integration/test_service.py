@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from synthetic import encode, synthetic_pixels
-from xray.model import build_model
+from xray.model import KerasModelFile, build_model
 from xray.packaging import SERVICE_MODULES, build_bento, save_to_model_store
 from xray.training import predict_probabilities
 
@@ -35,7 +35,7 @@ def _free_port() -> int:
 def model_and_tag() -> tuple:
     model = build_model("compact_cnn", image_size=SIZE, weights=None, seed=3).model
     tag = save_to_model_store(
-        model,
+        KerasModelFile.from_model(model),
         metadata={
             "threshold": THRESHOLD,
             "image_size": SIZE,

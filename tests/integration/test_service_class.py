@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from synthetic import encode, synthetic_pixels
-from xray.model import build_model
+from xray.model import KerasModelFile, build_model
 from xray.packaging import save_to_model_store
 from xray.training import predict_probabilities
 
@@ -22,7 +22,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def service(tmp_path_factory: pytest.TempPathFactory):
     model = build_model("compact_cnn", image_size=40, weights=None, seed=5).model
     tag = save_to_model_store(
-        model, {"threshold": 0.5, "image_size": 40}, {"zenml_model_version": "7"}
+        KerasModelFile.from_model(model),
+        {"threshold": 0.5, "image_size": 40},
+        {"zenml_model_version": "7"},
     )
     mp = pytest.MonkeyPatch()
     mp.setenv("XRAY_MODEL_TAG", tag)

@@ -70,7 +70,7 @@ def test_pipeline_registers_a_model_version(first_run: Any) -> None:
     assert meta["data_fingerprint"] == dataset.run_metadata["fingerprint"]
     model_artifact = version.get_model_artifact("keras_model")
     assert model_artifact is not None
-    model = model_artifact.load()
+    model = model_artifact.load().load()
     assert model.predict(np.zeros((1, 48, 48, 3), np.uint8), verbose=0).shape == (1, 1)
 
 

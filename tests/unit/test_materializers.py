@@ -10,7 +10,7 @@ from zenml.enums import VisualizationType
 from materializers import ImageDatasetMaterializer, KerasModelMaterializer, PngFigureMaterializer
 from xray.dataset import ImageDataset
 from xray.loading import load_images
-from xray.model import build_model
+from xray.model import KerasModelFile, build_model
 from xray.plots import PngFigure, history_figure
 
 
@@ -37,13 +37,14 @@ def test_image_dataset_roundtrip_with_metadata(kaggle_tree: Path, artifact_uri: 
 def test_keras_model_roundtrip(artifact_uri: str) -> None:
     model = build_model("compact_cnn", image_size=32, weights=None).model
     m = KerasModelMaterializer(artifact_uri)
-    m.save(model)
-    assert os.listdir(artifact_uri) == ["model.keras"]
-    back = m.load(type(model))
+    m.save(KerasModelFile.from_model(model))
+    assert sorted(os.listdir(artifact_uri)) == ["model.json", "model.keras"]
+    back = m.load(KerasModelFile)
+    assert back.image_size == 32
     x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
-    np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-    meta = m.extract_metadata(model)
-    assert meta["parameters"] > meta["trainable_parameters"] > 0
+    restored = back.load().predict(x, verbose=0)
+    np.testing.assert_allclose(restored, model.predict(x, verbose=0), atol=1e-6)
+    assert m.extract_metadata(back)["file_megabytes"] > 0
 
 
 def test_png_figure_is_an_image_visualization(artifact_uri: str) -> None:
