@@ -94,6 +94,40 @@ def stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+RUNS = ((1, 1), (16, 3))
+"""(concurrency, repeats of the image folder) per load run."""
+
+
+def measure(
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    base: str,
+    ready_path: str,
+    field: str,
+    images: Path,
+) -> dict:
+    """Starts one server, waits for it, loads it at each concurrency, stops it."""
+    server = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready_s = wait_ready(base + ready_path, server)
+        url = base + "/predict"
+        load(url, images, field, 4, 1)  # warm-up
+        result: dict = {f"c{c}": load(url, images, field, c, r) for c, r in RUNS}
+        result["ready_s"] = round(ready_s, 1)
+        result["rss_mb"] = tree_rss_mb(server.pid)
+        return result
+    finally:
+        stop(server)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="pneumonia_classifier:latest")
@@ -104,56 +138,29 @@ def main() -> None:
 
     ref = bentoml.models.get(args.model)
     size = int(ref.info.metadata["image_size"])
-    runs = [(1, 1), (16, 3)]
     results: dict[str, dict] = {}
 
     port = free_port()
-    env = {**os.environ, "XRAY_MODEL_TAG": str(ref.tag)}
-    ours = subprocess.Popen(
+    results["bentoml"] = measure(
         [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT / "bentos",
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        PROJECT_ROOT / "bentos",
+        {**os.environ, "XRAY_MODEL_TAG": str(ref.tag)},
+        f"http://127.0.0.1:{port}",
+        "/readyz",
+        "image",
+        args.images,
     )
-    try:
-        ready_s = wait_ready(f"http://127.0.0.1:{port}/readyz", ours)
-        url = f"http://127.0.0.1:{port}/predict"
-        load(url, args.images, "image", 4, 1)  # warm-up
-        results["bentoml"] = {f"c{c}": load(url, args.images, "image", c, r) for c, r in runs}
-        results["bentoml"]["ready_s"] = round(ready_s, 1)
-        results["bentoml"]["rss_mb"] = tree_rss_mb(ours.pid)
-    finally:
-        stop(ours)
-
     port = free_port()
-    baseline = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            BASELINE_LAUNCHER,
-            str(BASELINE),
-            ref.path_of("model.keras"),
-            "--port",
-            str(port),
-            "--size",
-            str(size),
-        ],
-        cwd=PROJECT_ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    baseline_cmd = [sys.executable, "-c", BASELINE_LAUNCHER, str(BASELINE)]
+    results["fastapi_seed"] = measure(
+        [*baseline_cmd, ref.path_of("model.keras"), "--port", str(port), "--size", str(size)],
+        PROJECT_ROOT,
+        dict(os.environ),
+        f"http://127.0.0.1:{port}",
+        "/docs",
+        "file",
+        args.images,
     )
-    try:
-        ready_s = wait_ready(f"http://127.0.0.1:{port}/docs", baseline)
-        url = f"http://127.0.0.1:{port}/predict"
-        load(url, args.images, "file", 4, 1)
-        results["fastapi_seed"] = {f"c{c}": load(url, args.images, "file", c, r) for c, r in runs}
-        results["fastapi_seed"]["ready_s"] = round(ready_s, 1)
-        results["fastapi_seed"]["rss_mb"] = tree_rss_mb(baseline.pid)
-    finally:
-        stop(baseline)
 
     ours_c16, base_c16 = results["bentoml"]["c16"], results["fastapi_seed"]["c16"]
     save(

@@ -52,15 +52,6 @@ def prepare_image(data: "tf.Tensor | bytes", image_size: int) -> "tf.Tensor":
     return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
 
-def prepare_batch(images: Sequence[bytes], image_size: int) -> np.ndarray:
-    """Prepares several encoded images at once: ``[N, S, S, 3]`` uint8 NumPy array."""
-    import tensorflow as tf
-
-    if not images:
-        return np.zeros((0, image_size, image_size, 3), dtype=np.uint8)
-    return np.stack([prepare_image(tf.constant(b), image_size).numpy() for b in images])
-
-
 def make_dataset(
     images: Sequence[bytes],
     labels: np.ndarray | None,

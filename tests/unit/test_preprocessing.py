@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from synthetic import encode, synthetic_pixels
-from xray.preprocessing import decode_image, make_dataset, prepare_batch, prepare_image
+from xray.preprocessing import decode_image, make_dataset, prepare_image
 
 RNG = np.random.default_rng(0)
 
@@ -23,7 +23,6 @@ def test_prepare_image_resizes_to_square() -> None:
     data = encode(synthetic_pixels(0, 90, RNG))
     out = prepare_image(data, 48).numpy()
     assert out.shape == (48, 48, 3) and out.dtype == np.uint8
-    assert prepare_batch([data, data], 32).shape == (2, 32, 32, 3)
 
 
 def test_make_dataset_batches_and_labels() -> None:
