@@ -37,5 +37,10 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 requirements.txt: uv.lock | $(UV)
 	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --no-header -q -o $@
 
+# What the cloud stacks' GPU images install (DockerSettings.requirements): the same pins
+# plus TensorFlow's CUDA wheels.
+requirements-gpu.txt: uv.lock | $(UV)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --no-header --extra gpu -q -o $@
+
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache

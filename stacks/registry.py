@@ -1,9 +1,14 @@
 """Reads ``stacks/*.yaml`` and registers the stack with ZenML, idempotently.
 
-A stack file names the stack and its components (type -> name, flavor, configuration).
-Configuration values may reference environment variables as ``${NAME}`` (required) or
-``${NAME:-default}``; a missing required variable is an error that names it, so that
-account-specific values never have to be committed.
+A stack file names the stack and its components (type -> name, flavor, configuration),
+and may carry an infrastructure overlay for the run config: pipeline ``settings`` (e.g.
+Docker) and per-step ``settings``/``step_operator`` (e.g. the GPU instance of
+``train_model``). Values may reference variables as ``${NAME}`` (required) or
+``${NAME:-default}``. They are read from the environment, or from ``stacks/<key>.env``
+(``NAME=value`` lines, git-ignored) where the environment does not set them; a missing
+required variable is an error that names it, so account values are never committed.
+A dry run fills missing variables with visible placeholders instead (see
+:data:`PLACEHOLDERS`) and lists them.
 """
 
 import os
@@ -15,6 +20,22 @@ from typing import Any
 import yaml
 
 STACKS_DIR = Path(__file__).resolve().parent
+#: Keys a stack file may contribute to the run config: infrastructure only.
+OVERLAY_STEP_KEYS = {"settings", "step_operator", "retry"}
+#: What a dry run puts where an account value is unset: well-formed (so SDK validation
+#: and ARN parsing pass offline) and plainly not real.
+PLACEHOLDERS = {
+    "XRAY_AWS_REGION": "us-east-1",
+    "XRAY_S3_BUCKET": "unset-xray-s3-bucket",
+    "XRAY_SAGEMAKER_ROLE_ARN": "arn:aws:iam::000000000000:role/UNSET-XRAY_SAGEMAKER_ROLE_ARN",
+    "XRAY_ECR_REGISTRY": "000000000000.dkr.ecr.us-east-1.amazonaws.com",
+    "XRAY_MLFLOW_TRACKING_URI": "https://unset-xray-mlflow-tracking-uri.invalid",
+    "XRAY_GCP_PROJECT": "unset-xray-gcp-project",
+    "XRAY_GCP_REGION": "us-central1",
+    "XRAY_GCS_BUCKET": "unset-xray-gcs-bucket",
+    "XRAY_ARTIFACT_REGISTRY": "us-central1-docker.pkg.dev/unset-xray-gcp-project/unset",
+    "XRAY_VERTEX_SERVICE_ACCOUNT": "unset@unset-xray-gcp-project.iam.gserviceaccount.com",
+}
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -40,11 +61,48 @@ class StackSpec:
     name: str
     description: str
     components: list[ComponentSpec]
+    overlay: dict[str, Any] = field(default_factory=dict)
+    placeholders: dict[str, str] = field(default_factory=dict)
+
+    def component(self, ctype: str) -> ComponentSpec | None:
+        """The component of type ``ctype`` (e.g. ``"orchestrator"``), if the stack has one."""
+        return next((c for c in self.components if c.type == ctype), None)
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether any step runs off this machine (remote orchestrator or step operator)."""
+        orchestrator = self.component("orchestrator")
+        return self.component("step_operator") is not None or (
+            orchestrator is not None and orchestrator.flavor != "local"
+        )
 
 
 def available_stacks() -> list[str]:
     """The stack keys that ``--stack`` accepts: the names of ``stacks/*.yaml``."""
     return sorted(p.stem for p in STACKS_DIR.glob("*.yaml"))
+
+
+def stack_values_file(key: str) -> Path:
+    """``stacks/<key>.env``: the user's own account values for a stack (git-ignored)."""
+    return STACKS_DIR / f"{key}.env"
+
+
+def read_values_file(path: Path) -> dict[str, str]:
+    """Reads ``NAME=value`` lines (``export`` prefixes, quotes and ``#`` comments allowed).
+
+    Raises:
+        StackSpecError: If a line is not ``NAME=value``; the line number is named.
+    """
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+            raise StackSpecError(f"{path}:{number}: expected NAME=value, got {line!r}.")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
 
 
 def _substitute(value: Any, missing: set[str], env: dict[str, str]) -> Any:
@@ -67,19 +125,45 @@ def _substitute(value: Any, missing: set[str], env: dict[str, str]) -> Any:
     return _VARIABLE.sub(replace, value)
 
 
-def load_stack_spec(key: str, env: dict[str, str] | None = None) -> StackSpec:
-    """Reads ``stacks/<key>.yaml`` and fills in ``${VARIABLES}`` from the environment.
+def _check_overlay(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    overlay: dict[str, Any] = {}
+    if raw.get("settings") is not None:
+        if not isinstance(raw["settings"], dict):
+            raise StackSpecError(f"{path}: 'settings' must be a mapping.")
+        overlay["settings"] = raw["settings"]
+    steps = raw.get("steps")
+    if steps is not None:
+        if not isinstance(steps, dict):
+            raise StackSpecError(f"{path}: 'steps' must map step names to settings.")
+        for name, body in steps.items():
+            extra = set(body or {}) - OVERLAY_STEP_KEYS
+            if not isinstance(body, dict) or extra:
+                raise StackSpecError(
+                    f"{path}: steps.{name} may only set {', '.join(sorted(OVERLAY_STEP_KEYS))}"
+                    f" (infrastructure); {', '.join(sorted(map(str, extra))) or 'its body'} "
+                    f"belongs in configs/."
+                )
+        overlay["steps"] = steps
+    return overlay
+
+
+def load_stack_spec(
+    key: str, env: dict[str, str] | None = None, placeholders: bool = False
+) -> StackSpec:
+    """Reads ``stacks/<key>.yaml`` and fills in ``${VARIABLES}``.
 
     Args:
         key: The stack file's name without ``.yaml``.
-        env: Environment to read variables from (default: ``os.environ``).
+        env: Variables to use (default: ``os.environ`` over ``stacks/<key>.env``).
+        placeholders: Fill unset required variables with :data:`PLACEHOLDERS` (or
+            ``UNSET-<NAME>``) instead of failing; they are listed in ``spec.placeholders``.
 
     Returns:
-        The stack specification.
+        The stack specification, with its run-config overlay.
 
     Raises:
-        StackSpecError: If the file is missing or malformed, or required environment
-            variables are unset (all of them are named).
+        StackSpecError: If the file is missing or malformed, or required variables are
+            unset (all of them are named) and ``placeholders`` is false.
     """
     path = STACKS_DIR / f"{key}.yaml"
     if not path.is_file():
@@ -89,21 +173,37 @@ def load_stack_spec(key: str, env: dict[str, str] | None = None) -> StackSpec:
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw.get("components"), dict) or not raw.get("name"):
         raise StackSpecError(f"{path} needs a 'name' and a 'components' mapping.")
+    if env is None:
+        values_file = stack_values_file(key)
+        env = read_values_file(values_file) if values_file.is_file() else {}
+        env.update({k: v for k, v in os.environ.items() if v})
     missing: set[str] = set()
+    _substitute(raw, missing, env)
+    filled: dict[str, str] = {}
+    if missing and placeholders:
+        filled = {name: PLACEHOLDERS.get(name, f"UNSET-{name}") for name in sorted(missing)}
+        env = {**env, **filled}
+        missing = set()
+    if missing:
+        names = ", ".join(sorted(missing))
+        raise StackSpecError(
+            f"The '{key}' stack needs these variables: {names}. Export them (e.g. "
+            f"`export {sorted(missing)[0]}=...`) or write them as NAME=value lines in "
+            f"{stack_values_file(key)} (git-ignored; start from "
+            f"stacks/{key.split('-')[0]}.env.example). The README's stack section says "
+            f"what each one is; `python run.py --stack {key} --dry-run` previews the stack "
+            f"without them."
+        )
+    raw = _substitute(raw, missing, env)
     components = []
     for ctype, body in raw["components"].items():
         if not isinstance(body, dict) or not body.get("name") or not body.get("flavor"):
             raise StackSpecError(f"{path}: component '{ctype}' needs a 'name' and a 'flavor'.")
-        config = _substitute(body.get("configuration") or {}, missing, env or dict(os.environ))
+        config = body.get("configuration") or {}
         components.append(ComponentSpec(ctype, body["name"], body["flavor"], config))
-    if missing:
-        names = ", ".join(sorted(missing))
-        raise StackSpecError(
-            f"The '{key}' stack needs these environment variables: {names}. Export them "
-            f"(e.g. `export {sorted(missing)[0]}=...`) or put them in a .env file you source; "
-            f"the README's stack section says what each one is."
-        )
-    return StackSpec(key, raw["name"], raw.get("description", ""), components)
+    return StackSpec(
+        key, raw["name"], raw.get("description", ""), components, _check_overlay(path, raw), filled
+    )
 
 
 def _same_configuration(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
@@ -170,3 +270,41 @@ def register_stack(spec: StackSpec, activate: bool = True) -> str:
     if activate:
         client.activate_stack(spec.name)
     return spec.name
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def merge_run_config(config_path: Path, spec: StackSpec, out_dir: Path) -> Path:
+    """Writes the run config with the stack's infrastructure overlay merged in.
+
+    The run config (hyperparameters, gates) stays the one file in ``configs/``; the stack
+    adds only settings such as Docker, instance types and accelerators, so one config
+    serves every stack.
+
+    Args:
+        config_path: The run config YAML.
+        spec: The stack whose overlay to merge.
+        out_dir: Folder to write the merged file to.
+
+    Returns:
+        ``config_path`` itself when the stack has no overlay, else the merged file.
+    """
+    if not spec.overlay:
+        return config_path
+    run_config = yaml.safe_load(config_path.read_text()) or {}
+    merged = _deep_merge(run_config, spec.overlay)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{config_path.stem}.{spec.key}.yaml"
+    path.write_text(
+        f"# {config_path.name} + the infrastructure overlay of stacks/{spec.key}.yaml\n"
+        + yaml.safe_dump(merged, sort_keys=False)
+    )
+    return path
