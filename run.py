@@ -18,6 +18,8 @@ Examples:
   python run.py --stack local --data s3://bucket/chest_xray --no-cache
   python run.py --stack local --data kaggle         # download with the Kaggle API
   python run.py --stack local --config configs/training.yaml
+  python run.py --stack sagemaker --dry-run         # preview: no account or credentials
+  python run.py --stack vertex --data gs://bucket/chest_xray   # GPU training on Vertex AI
 """
 
 
@@ -30,20 +32,36 @@ def _stack_choices() -> list[str]:
 def resolve_data(data: str | None) -> str:
     """Turns the ``--data`` value into what the load step reads.
 
-    No value means the sample shipped in the project; ``kaggle`` downloads the data set
-    (or fails at once without credentials); a local path is made absolute against the
-    current directory; URIs (``s3://``, ``gs://``) pass through.
+    No value means the sample shipped in the project (``data/sample``, relative to the
+    project root, so it resolves inside a cloud stack's image too); ``kaggle`` downloads
+    the data set (or fails at once without credentials); a local path inside the project
+    becomes relative to it, any other local path absolute; URIs (``s3://``, ``gs://``)
+    pass through.
     """
     from xray.kaggle import download_kaggle_dataset
 
     if data is None:
-        return str(PROJECT_ROOT / DEFAULT_DATA)
+        return DEFAULT_DATA
     if data == "kaggle":
         cache = Path(os.environ.get("XRAY_DATA_CACHE", Path.home() / ".cache" / "xray-zenml"))
         return str(download_kaggle_dataset(cache / "kaggle"))
     if "://" in data:
         return data
-    return str(Path(data).expanduser().resolve())
+    path = Path(data).expanduser().resolve()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+
+
+def isolate_zenml(root: Path) -> None:
+    """Points ZenML at a throw-away store and repository under ``root`` (dry runs).
+
+    Must run before ZenML is first imported. The source root stays the project, so the
+    Docker build context is what a real run would build.
+    """
+    for name in ("ZENML_STORE_URL", "ZENML_STORE_API_KEY", "ZENML_STORE_API_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ["ZENML_CONFIG_PATH"] = str(root / "zenml-config")
+    os.environ["ZENML_REPOSITORY_PATH"] = str(root / "zenml-repo")
+    os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 
 
 def ensure_zenml_repository() -> None:
@@ -54,8 +72,11 @@ def ensure_zenml_repository() -> None:
     ZENML_REPOSITORY_PATH points elsewhere (the tests use an isolated one).
     """
     from zenml.client import Client
+    from zenml.utils.source_utils import set_custom_source_root
 
-    if not os.environ.get("ZENML_REPOSITORY_PATH") and not Client.find_repository(PROJECT_ROOT):
+    if os.environ.get("ZENML_REPOSITORY_PATH"):
+        set_custom_source_root(str(PROJECT_ROOT))
+    elif not Client.find_repository(PROJECT_ROOT):
         Client.initialize(root=PROJECT_ROOT)
 
 
@@ -112,6 +133,30 @@ def _print_summary(run: Any) -> None:
         click.echo("Dashboard:  zenml login --local   (then open http://127.0.0.1:8237)")
 
 
+def _dry_run(stack: str, config: Path, data: str | None) -> None:
+    """``--dry-run``: compile against a throw-away ZenML store and print the summary."""
+    import tempfile
+
+    from stacks.registry import StackSpecError, load_stack_spec, merge_run_config
+
+    out_dir = PROJECT_ROOT / "dry-run" / stack
+    isolate_zenml(Path(tempfile.mkdtemp(prefix="xray-dry-run-")))
+    try:
+        spec = load_stack_spec(stack, placeholders=True)
+        data_dir = data if data and "://" in data else resolve_data(data)
+        config = merge_run_config(config, spec, out_dir)
+        ensure_zenml_repository()
+    except StackSpecError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    from stacks.dry_run import dry_run
+
+    listing = "not listed (dry run)" if "://" in data_dir else ""
+    result = dry_run(spec, config, data_dir, listing, out_dir)
+    click.echo("")
+    click.echo(result.summary())
+
+
 @click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--stack",
@@ -140,17 +185,33 @@ def _print_summary(run: Any) -> None:
     help=f"Data folder (local, s3:// or gs://), or 'kaggle' [default: {DEFAULT_DATA}].",
 )
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Compile for the stack and write what would be submitted; needs no account.",
+)
 def main(
-    stack: str, pipeline_name: str, config: Path | None, data: str | None, no_cache: bool
+    stack: str,
+    pipeline_name: str,
+    config: Path | None,
+    data: str | None,
+    no_cache: bool,
+    dry_run: bool,
 ) -> None:
     """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack."""
-    from stacks.registry import StackSpecError, load_stack_spec, register_stack
+    from stacks.registry import StackSpecError, load_stack_spec, merge_run_config, register_stack
     from xray.loading import DataError
 
     config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
+    if dry_run:
+        _dry_run(stack, config, data)
+        return
     try:
         data_dir = resolve_data(data)
         spec = load_stack_spec(stack)
+        if spec.is_remote:
+            _preflight(spec, data_dir)
+        config = merge_run_config(config, spec, PROJECT_ROOT / "outputs" / "configs")
         ensure_zenml_repository()
         register_stack(spec)
     except (DataError, StackSpecError) as exc:

@@ -1,5 +1,7 @@
 """The training pipeline: load -> split -> validate -> train -> evaluate -> package -> register."""
 
+from pathlib import Path
+
 from zenml import pipeline
 
 from steps.build_bento import build_bento
@@ -15,21 +17,27 @@ from steps.train_model import train_model
 from steps.validation_gate import validation_gate
 from xray.loading import listing_version
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 
 @pipeline(name="training")
-def training_pipeline(data_dir: str) -> None:
+def training_pipeline(data_dir: str, listing: str = "") -> None:
     """Trains, evaluates and registers a pneumonia classifier from the images in ``data_dir``.
 
     Training starts only after the data quality and drift gates pass (or only warn).
 
     Args:
         data_dir: Data folder (local, ``s3://`` or ``gs://``); Kaggle or single-folder
-            layout. Its listing is fingerprinted here, when the pipeline is built, so
-            that the load step's cache is invalidated whenever files change.
+            layout. A relative path is relative to the project root (the shipped sample
+            is ``data/sample``; inside a cloud stack's image it is there too).
+        listing: Version of the folder listing. By default it is computed here, when
+            the pipeline is built, so that the load step's cache is invalidated
+            whenever files change.
     """
-    dataset, fingerprint = load_dataset(
-        data_dir=data_dir, listing_version=listing_version(data_dir)
-    )
+    if not listing:
+        local = "://" not in data_dir and not Path(data_dir).is_absolute()
+        listing = listing_version(str(PROJECT_ROOT / data_dir) if local else data_dir)
+    dataset, fingerprint = load_dataset(data_dir=data_dir, listing_version=listing)
     train_set, val_set, test_set = split_dataset(dataset)
     statistics = compute_image_statistics(train_set, val_set, test_set)
     _quality_report, quality = check_data_quality(dataset, statistics)

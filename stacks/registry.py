@@ -36,6 +36,7 @@ PLACEHOLDERS = {
     "XRAY_ARTIFACT_REGISTRY": "us-central1-docker.pkg.dev/unset-xray-gcp-project/unset",
     "XRAY_VERTEX_SERVICE_ACCOUNT": "unset@unset-xray-gcp-project.iam.gserviceaccount.com",
 }
+_SECRET = re.compile(r"\{\{\s*([A-Za-z0-9_\-]+)\.([A-Za-z0-9_\-]+)\s*\}\}")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -67,6 +68,15 @@ class StackSpec:
     def component(self, ctype: str) -> ComponentSpec | None:
         """The component of type ``ctype`` (e.g. ``"orchestrator"``), if the stack has one."""
         return next((c for c in self.components if c.type == ctype), None)
+
+    def secret_references(self) -> dict[str, set[str]]:
+        """ZenML secrets the components reference as ``{{name.key}}``: name -> keys."""
+        found: dict[str, set[str]] = {}
+        for component in self.components:
+            for value in component.configuration.values():
+                for name, key in _SECRET.findall(str(value)):
+                    found.setdefault(name, set()).add(key)
+        return found
 
     @property
     def is_remote(self) -> bool:

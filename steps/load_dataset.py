@@ -3,7 +3,10 @@
 import logging
 from typing import Annotated
 
+from pathlib import Path
+
 from zenml import log_metadata, step
+from zenml.utils.source_utils import get_source_root
 
 from materializers import ImageDatasetMaterializer
 from xray.constants import DATASET_ARTIFACT
@@ -22,7 +25,9 @@ def load_dataset(
     """Loads a Kaggle-layout or single-folder data set from a local path, s3:// or gs://.
 
     Args:
-        data_dir: The data folder (see :mod:`xray.loading` for the accepted layouts).
+        data_dir: The data folder (see :mod:`xray.loading` for the accepted layouts); a
+            relative path is relative to the source root (the project root locally, the
+            image's working directory on a cloud stack).
         listing_version: Fingerprint of the folder listing, computed when the pipeline is
             built; it only makes the cache key change when files change.
         min_images: Fail when fewer usable images remain after skipping bad files.
@@ -34,6 +39,8 @@ def load_dataset(
     def progress(done: int, total: int) -> None:
         logger.info("Checked %d/%d images", done, total)
 
+    if "://" not in data_dir and not Path(data_dir).is_absolute():
+        data_dir = str(Path(get_source_root()) / data_dir)
     dataset = load_images(data_dir, min_images=min_images, progress=progress)
     fingerprint = dataset.fingerprint()
     logger.info(

@@ -1,0 +1,296 @@
+"""Dry run: compile a pipeline for a cloud stack without touching the cloud.
+
+ZenML has no dry-run flag, so this runs ZenML's real submission path (snapshot, Docker
+build configuration, the orchestrator's own compiler) against an isolated, throw-away
+ZenML store and stops it at the points where it would reach out:
+
+- the remote-server check and the image build: the Dockerfile ZenML generated is written
+  out and the image name it would push is returned instead of building;
+- SageMaker: ``Pipeline.create`` writes ``Pipeline.definition()`` instead of calling the
+  API, and ``Session.default_bucket`` returns the configured bucket instead of probing S3;
+- Vertex AI: ``VertexOrchestrator._upload_and_run_pipeline`` keeps the KFP JSON the
+  orchestrator has just compiled instead of uploading it;
+- step operators (hybrid stacks): the local orchestrator runs nothing; each step that has
+  a step operator is handed to it with the job request intercepted (SageMaker:
+  ``Session.train``; Vertex: ``JobServiceClient.create_custom_job``).
+
+Every interception is in :func:`_intercepted`, against the pinned ZenML/SageMaker SDK
+versions; ``tests/unit/test_dry_run.py`` fails if an upgrade moves one of them.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacks.registry import StackSpec
+
+logger = logging.getLogger(__name__)
+
+
+class DryRunComplete(Exception):  # noqa: N818 - control flow, not an error
+    """Raised inside ZenML's submission once the definition has been captured."""
+
+
+@dataclass
+class DryRunResult:
+    """What a dry run produced.
+
+    Attributes:
+        stack: The stack key.
+        definition: The written definition: SageMaker pipeline definition JSON, KFP
+            pipeline spec JSON, or (hybrid stacks) the step-operator job requests.
+        kind: ``sagemaker-pipeline``, ``vertex-pipeline`` or ``step-operator-jobs``.
+        steps: Per step: where it runs (instance/machine type, accelerator, spot).
+        images: Image names ZenML would build and push, with their Dockerfiles.
+        artifact_store: Where artifacts would go.
+        warnings: Unset account values replaced by placeholders, and other caveats.
+    """
+
+    stack: str
+    definition: Path
+    kind: str
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    artifact_store: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A short human-readable summary of what would be submitted."""
+        lines = [f"Dry run of stack '{self.stack}': nothing was submitted."]
+        lines.append(f"  definition ({self.kind}): {self.definition}")
+        for image, dockerfile in self.images.items():
+            lines.append(f"  image: {image}  (Dockerfile: {dockerfile})")
+        lines.append(f"  artifacts: {self.artifact_store}")
+        width = max((len(s) for s in self.steps), default=0)
+        for step, where in self.steps.items():
+            lines.append(f"  step {step:<{width}}  {_describe(where)}")
+        for warning in self.warnings:
+            lines.append(f"  WARNING: {warning}")
+        return "\n".join(lines)
+
+
+def _describe(where: dict[str, Any]) -> str:
+    parts = [str(where.get("runs_on", "?"))]
+    if where.get("accelerator"):
+        parts.append(f"{where.get('accelerator_count', 1)} x {where['accelerator']}")
+    if where.get("spot"):
+        parts.append("spot/preemptible, resumes from checkpoints")
+    return ", ".join(parts)
+
+
+class _NoEngine:
+    """Stands in for Docker when ZenML asks whether a parent image is local."""
+
+    def is_image_local(self, image: str) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
+    """Patches the few calls that would build images or reach a cloud API."""
+    from sagemaker.session import Session
+    from sagemaker.workflow.pipeline import Pipeline
+    from zenml.image_builders.local_image_builder import LocalImageBuilder
+    from zenml.integrations.gcp.orchestrators.vertex_orchestrator import VertexOrchestrator
+    from zenml.stack.stack import Stack
+    from zenml.utils import code_utils, pipeline_docker_image_builder
+
+    def prepare_pipeline_submission(self: Any, snapshot: Any) -> None:
+        self.validate(fail_if_secrets_missing=True)  # everything but the server check
+
+    def build(self: Any, image_name: str, build_context: Any, **_: Any) -> str:
+        name = image_name.rsplit("/", 1)[-1].replace(":", "_")
+        dockerfile = out_dir / f"{name}.Dockerfile"
+        for destination, content in build_context.get_extra_files().items():
+            if destination == "Dockerfile":
+                dockerfile.write_text(content)
+        files = build_context.get_files()
+        (out_dir / f"{name}.context.txt").write_text("\n".join(sorted(files)) + "\n")
+        captured.setdefault("images", {})[image_name] = str(dockerfile)
+        captured.setdefault("context_files", set()).update(files)
+        return image_name
+
+    def upload_code(code_archive: Any) -> str:
+        from zenml.client import Client
+
+        files = code_archive.get_files()
+        (out_dir / "code-archive.txt").write_text("\n".join(sorted(files)) + "\n")
+        captured.setdefault("context_files", set()).update(files)
+        path = f"{Client().active_stack.artifact_store.path}/code_uploads/<hash>.tar.gz"
+        captured["code_upload"] = path
+        return path
+
+    def create(self: Any, role_arn: str | None = None, **_: Any) -> dict[str, str]:
+        path = out_dir / "sagemaker_pipeline.json"
+        path.write_text(json.dumps(json.loads(self.definition()), indent=2))
+        captured.update(definition=path, kind="sagemaker-pipeline", role_arn=role_arn)
+        raise DryRunComplete
+
+    def default_bucket(self: Any) -> str:
+        return self._default_bucket_name_override or "unset-default-bucket"
+
+    def upload_and_run(self: Any, pipeline_file_path: str, **_: Any) -> None:
+        path = out_dir / "vertex_pipeline.json"
+        shutil.copyfile(pipeline_file_path, path)
+        captured.update(definition=path, kind="vertex-pipeline")
+        raise DryRunComplete
+
+    patches = [
+        (Stack, "prepare_pipeline_submission", prepare_pipeline_submission),
+        (LocalImageBuilder, "build", build),
+        (code_utils, "upload_code_if_necessary", upload_code),
+        (pipeline_docker_image_builder, "get_container_engine", _NoEngine),
+        (Pipeline, "create", create),
+        (Session, "default_bucket", default_bucket),
+        (VertexOrchestrator, "_upload_and_run_pipeline", upload_and_run),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    try:
+        for owner, name, replacement in patches:
+            setattr(owner, name, replacement)
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+def dry_run(
+    spec: StackSpec, config_path: Path, data_dir: str, listing: str, out_dir: Path
+) -> DryRunResult:
+    """Compiles the training pipeline for ``spec`` and writes what would be submitted.
+
+    Call it with ZenML pointed at a throw-away store (``run.py --dry-run`` does): the
+    stack is registered there with whatever values (or placeholders) ``spec`` carries.
+
+    Args:
+        spec: The stack, usually loaded with ``placeholders=True``.
+        config_path: The run config with the stack's overlay merged in.
+        data_dir: What the load step will read.
+        listing: The data listing version passed to the load step.
+        out_dir: Where to write the definition, Dockerfiles and context listings.
+
+    Returns:
+        The definition's path and a summary of steps, images and placeholders.
+
+    Raises:
+        RuntimeError: If ZenML finished without reaching an intercepted submission
+            (a ZenML or SDK upgrade moved the submission path).
+    """
+    from zenml.client import Client
+
+    from pipelines.training import training_pipeline
+    from stacks.registry import register_stack
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # never probe for credentials
+    os.environ["ZENML_DISABLE_PIPELINE_LOGS_STORAGE"] = "true"  # client logs go nowhere
+    client = Client()
+    for name, keys in spec.secret_references().items():
+        try:
+            client.get_secret(name, allow_partial_name_match=False)
+        except KeyError:
+            client.create_secret(name, values={key: f"UNSET-{name}.{key}" for key in keys})
+            spec.placeholders[f"ZenML secret {name}"] = f"UNSET-{name}.*"
+    register_stack(spec)
+    captured: dict[str, Any] = {}
+    pipeline = training_pipeline.with_options(config_path=str(config_path), enable_cache=False)
+    with _intercepted(out_dir, captured):
+        try:
+            pipeline(data_dir=data_dir, listing=listing)
+        except DryRunComplete:
+            pass
+    if "definition" not in captured:
+        raise RuntimeError(
+            "The dry run reached no intercepted submission call; the pinned ZenML or "
+            "cloud SDK version has changed (see stacks/dry_run.py)."
+        )
+    result = DryRunResult(
+        stack=spec.key,
+        definition=captured["definition"],
+        kind=captured["kind"],
+        images=captured.get("images", {}),
+        artifact_store=Client().active_stack.artifact_store.path,
+    )
+    definition = json.loads(result.definition.read_text())
+    if result.kind == "sagemaker-pipeline":
+        result.steps = sagemaker_steps(definition)
+    elif result.kind == "vertex-pipeline":
+        result.steps = vertex_steps(definition)
+    result.warnings = [
+        f"{name} is not set; the placeholder {value!r} stands in for it."
+        for name, value in spec.placeholders.items()
+    ]
+    context = captured.get("context_files", set())
+    if context and not any(f.startswith("data/sample/") for f in context):
+        result.warnings.append("data/sample is not in the image (check .dockerignore).")
+    return result
+
+
+def sagemaker_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Where each step of a SageMaker pipeline definition runs."""
+    steps = {}
+    for step in definition.get("Steps", []):
+        args = step.get("Arguments", {})
+        resources = args.get("ResourceConfig") or args.get("ProcessingResources", {}).get(
+            "ClusterConfig", {}
+        )
+        image = args.get("AlgorithmSpecification", {}).get("TrainingImage") or args.get(
+            "AppSpecification", {}
+        ).get("ImageUri")
+        steps[step["Name"]] = {
+            "runs_on": resources.get("InstanceType"),
+            "spot": bool(args.get("EnableManagedSpotTraining")),
+            "image": image,
+            "after": step.get("DependsOn", []),
+        }
+    return steps
+
+
+def vertex_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Where each task of a Vertex (KFP) pipeline spec runs.
+
+    Tasks converted to Vertex custom training jobs carry ``worker_pool_specs`` (machine,
+    accelerator) and ``strategy`` as constant inputs; plain container tasks run on
+    Vertex Pipelines' default machine unless they request resources.
+    """
+    steps = {}
+    executors = definition.get("deploymentSpec", {}).get("executors", {})
+    components = definition.get("components", {})
+    for name, task in definition.get("root", {}).get("dag", {}).get("tasks", {}).items():
+        display = task.get("taskInfo", {}).get("name", name)
+        params = task.get("inputs", {}).get("parameters", {})
+        component = components.get(task.get("componentRef", {}).get("name", ""), {})
+        defaults = component.get("inputDefinitions", {}).get("parameters", {})
+
+        def constant(key: str, params: dict[str, Any] = params, defaults: Any = defaults) -> Any:
+            value = params.get(key, {}).get("runtimeValue", {}).get("constant")
+            return value if value is not None else defaults.get(key, {}).get("defaultValue")
+
+        pools = constant("worker_pool_specs")
+        if pools:
+            machine = pools[0].get("machine_spec", {})
+            steps[display] = {
+                "runs_on": f"custom job on {machine.get('machine_type')}",
+                "accelerator": machine.get("accelerator_type"),
+                "accelerator_count": machine.get("accelerator_count"),
+                "spot": constant("strategy") == "SPOT",
+                "image": pools[0].get("container_spec", {}).get("image_uri"),
+            }
+            continue
+        executor = component.get("executorLabel", "")
+        container = executors.get(executor, {}).get("container", {})
+        accelerator = container.get("resources", {}).get("accelerator", {})
+        steps[display] = {
+            "runs_on": "Vertex Pipelines default machine",
+            "accelerator": accelerator.get("type") or accelerator.get("resourceType"),
+            "accelerator_count": accelerator.get("count") or accelerator.get("resourceCount"),
+            "spot": False,
+            "image": container.get("image"),
+        }
+    return steps
