@@ -10,9 +10,11 @@ ZenML store and stops it at the points where it would reach out:
   API, and ``Session.default_bucket`` returns the configured bucket instead of probing S3;
 - Vertex AI: ``VertexOrchestrator._upload_and_run_pipeline`` keeps the KFP JSON the
   orchestrator has just compiled instead of uploading it;
-- step operators (hybrid stacks): the local orchestrator runs nothing; each step that has
-  a step operator is handed to it with the job request intercepted (SageMaker:
-  ``Session.train``; Vertex: ``JobServiceClient.create_custom_job``).
+- hybrid stacks (local orchestrator + step operator): ``LocalOrchestrator.submit_pipeline``
+  runs no step; the compiled snapshot (every step's configuration and the step
+  operator's resolved settings) is written instead. The step operator's own job request
+  is only built when the step runs, from the step run itself, so it is not part of a
+  dry run.
 
 Every interception is in :func:`_intercepted`, against the pinned ZenML/SageMaker SDK
 versions; ``tests/unit/test_dry_run.py`` fails if an upgrade moves one of them.
@@ -78,7 +80,7 @@ class DryRunResult:
 def _describe(where: dict[str, Any]) -> str:
     parts = [str(where.get("runs_on", "?"))]
     if where.get("accelerator"):
-        parts.append(f"{where.get('accelerator_count', 1)} x {where['accelerator']}")
+        parts.append(f"{int(where.get('accelerator_count') or 1)} x {where['accelerator']}")
     if where.get("spot"):
         parts.append("spot/preemptible, resumes from checkpoints")
     return ", ".join(parts)
@@ -98,6 +100,7 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
     from sagemaker.workflow.pipeline import Pipeline
     from zenml.image_builders.local_image_builder import LocalImageBuilder
     from zenml.integrations.gcp.orchestrators.vertex_orchestrator import VertexOrchestrator
+    from zenml.orchestrators.local.local_orchestrator import LocalOrchestrator
     from zenml.stack.stack import Stack
     from zenml.utils import code_utils, pipeline_docker_image_builder
 
@@ -135,6 +138,24 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
     def default_bucket(self: Any) -> str:
         return self._default_bucket_name_override or "unset-default-bucket"
 
+    def run_locally(self: Any, snapshot: Any, stack: Any, **_: Any) -> None:
+        path = out_dir / "snapshot_steps.json"
+        steps = {}
+        images = {key: item.image for key, item in (snapshot.build.images if snapshot.build else {}).items()}
+        for name, step in snapshot.step_configurations.items():
+            operator = stack.step_operator if step.config.step_operator else None
+            settings = operator.get_settings(step).model_dump(mode="json") if operator else {}
+            steps[name] = {
+                "step_operator": step.config.step_operator,
+                "step_operator_flavor": operator.flavor if operator else None,
+                "step_operator_settings": settings,
+                "image": next((i for k, i in images.items() if k.startswith(name)), None),
+                "upstream_steps": step.spec.upstream_steps,
+            }
+        path.write_text(json.dumps({"snapshot_id": str(snapshot.id), "steps": steps}, indent=2))
+        captured.update(definition=path, kind="step-operator-jobs")
+        raise DryRunComplete
+
     def upload_and_run(self: Any, pipeline_file_path: str, **_: Any) -> None:
         path = out_dir / "vertex_pipeline.json"
         shutil.copyfile(pipeline_file_path, path)
@@ -149,6 +170,7 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
         (Pipeline, "create", create),
         (Session, "default_bucket", default_bucket),
         (VertexOrchestrator, "_upload_and_run_pipeline", upload_and_run),
+        (LocalOrchestrator, "submit_pipeline", run_locally),
     ]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
@@ -222,6 +244,8 @@ def dry_run(
         result.steps = sagemaker_steps(definition)
     elif result.kind == "vertex-pipeline":
         result.steps = vertex_steps(definition)
+    else:
+        result.steps = step_operator_steps(definition)
     result.warnings = [
         f"{name} is not set; the placeholder {value!r} stands in for it."
         for name, value in spec.placeholders.items()
@@ -293,4 +317,28 @@ def vertex_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "spot": False,
             "image": container.get("image"),
         }
+    return steps
+
+
+def step_operator_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Where each step of a hybrid stack runs: this machine, or the step operator's job."""
+    steps = {}
+    for name, step in definition.get("steps", {}).items():
+        settings = step.get("step_operator_settings") or {}
+        flavor = step.get("step_operator_flavor")
+        if not flavor:
+            steps[name] = {"runs_on": "this machine (local orchestrator)"}
+        elif flavor == "sagemaker":
+            steps[name] = {
+                "runs_on": f"SageMaker training job on {settings.get('instance_type')}",
+                "spot": bool(settings.get("estimator_args", {}).get("use_spot_instances")),
+                "image": step.get("image"),
+            }
+        else:
+            steps[name] = {
+                "runs_on": f"Vertex AI custom job on {settings.get('machine_type')}",
+                "accelerator": settings.get("accelerator_type"),
+                "accelerator_count": settings.get("accelerator_count"),
+                "image": step.get("image"),
+            }
     return steps
