@@ -133,6 +133,19 @@ def _print_summary(run: Any) -> None:
         click.echo("Dashboard:  zenml login --local   (then open http://127.0.0.1:8237)")
 
 
+def _preflight(spec: Any, data_dir: str) -> None:
+    """Runs the remote-stack checks; raises with every failed check and its fix."""
+    import time
+
+    from stacks.preflight import preflight, report
+
+    start = time.perf_counter()
+    checks = preflight(spec, data_dir)
+    if not all(check.ok for check in checks):
+        raise click.ClickException(report(spec, checks))
+    click.echo(f"Preflight passed ({len(checks)} checks, {time.perf_counter() - start:.1f} s).")
+
+
 def _dry_run(stack: str, config: Path, data: str | None) -> None:
     """``--dry-run``: compile against a throw-away ZenML store and print the summary."""
     import tempfile
@@ -208,8 +221,9 @@ def main(
         return
     try:
         data_dir = resolve_data(data)
-        spec = load_stack_spec(stack)
+        spec = load_stack_spec(stack, placeholders=stack != "local")
         if spec.is_remote:
+            ensure_zenml_repository()
             _preflight(spec, data_dir)
         config = merge_run_config(config, spec, PROJECT_ROOT / "outputs" / "configs")
         ensure_zenml_repository()
