@@ -141,7 +141,8 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
     def run_locally(self: Any, snapshot: Any, stack: Any, **_: Any) -> None:
         path = out_dir / "snapshot_steps.json"
         steps = {}
-        images = {key: item.image for key, item in (snapshot.build.images if snapshot.build else {}).items()}
+        built = snapshot.build.images if snapshot.build else {}
+        images = {key: item.image for key, item in built.items()}
         for name, step in snapshot.step_configurations.items():
             operator = stack.step_operator if step.config.step_operator else None
             settings = operator.get_settings(step).model_dump(mode="json") if operator else {}
@@ -222,11 +223,8 @@ def dry_run(
     register_stack(spec)
     captured: dict[str, Any] = {}
     pipeline = training_pipeline.with_options(config_path=str(config_path), enable_cache=False)
-    with _intercepted(out_dir, captured):
-        try:
-            pipeline(data_dir=data_dir, listing=listing)
-        except DryRunComplete:
-            pass
+    with _intercepted(out_dir, captured), contextlib.suppress(DryRunComplete):
+        pipeline(data_dir=data_dir, listing=listing)
     if "definition" not in captured:
         raise RuntimeError(
             "The dry run reached no intercepted submission call; the pinned ZenML or "

@@ -1,9 +1,8 @@
 """Step: read every image under a data folder into one versioned artifact."""
 
 import logging
-from typing import Annotated
-
 from pathlib import Path
+from typing import Annotated
 
 from zenml import log_metadata, step
 from zenml.utils.source_utils import get_source_root

@@ -20,9 +20,7 @@ def test_requirements_match_the_lock(name: str) -> None:
     locked: dict[str, set[str]] = {}
     for package in lock["package"]:
         locked.setdefault(_norm(package["name"]), set()).add(package.get("version", ""))
-    pins = dict(
-        re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", (ROOT / name).read_text(), re.M)
-    )
+    pins = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", (ROOT / name).read_text(), re.M))
     assert pins, "requirements.txt has no pins"
     stale = {n: v for n, v in pins.items() if v not in locked.get(_norm(n), set())}
     assert not stale, f"{name} differs from uv.lock (make {name}): {stale}"
