@@ -1,12 +1,18 @@
 """Step: train the classifier, tracked in the stack's MLflow experiment tracker."""
 
+import json
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any
 
 import mlflow
 from zenml import ArtifactConfig, log_metadata, step
+from zenml.client import Client
 from zenml.enums import ArtifactType
+from zenml.io import fileio
 
 from materializers import KerasModelMaterializer, PngFigureMaterializer
+from xray.checkpoints import CheckpointMirror, checkpoint_key
 from xray.constants import MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile
@@ -26,6 +32,7 @@ def train_model(
     train_set: ImageDataset,
     val_set: ImageDataset,
     config: TrainConfig | None = None,
+    resume: bool = True,
 ) -> tuple[
     Annotated[
         KerasModelFile, ArtifactConfig(name=MODEL_ARTIFACT, artifact_type=ArtifactType.MODEL)
@@ -40,6 +47,9 @@ def train_model(
         train_set: Training images.
         val_set: Validation images.
         config: Hyperparameters (see :class:`xray.training.TrainConfig`).
+        resume: Back up after every epoch to ``<artifact store>/checkpoints/train_model/``
+            and resume from there when the same data and config train again (a
+            preempted spot job, or a re-run after a crash).
 
     Returns:
         The trained model (its ``.keras`` file), its per-epoch history, facts about how
@@ -47,7 +57,22 @@ def train_model(
     """
     config = config or TrainConfig()
     mlflow.log_params({f"train.{k}": v for k, v in config.to_dict().items()})
-    result = train_classifier(train_set, val_set, config, callbacks=[epoch_logger()])
+    checkpoint = None
+    if resume:
+        key = checkpoint_key(
+            train_set.fingerprint(),
+            val_set.fingerprint(),
+            json.dumps(config.to_dict(), sort_keys=True, default=str),
+        )
+        store = Client().active_stack.artifact_store.path.rstrip("/")
+        checkpoint = CheckpointMirror(
+            f"{store}/checkpoints/train_model/{key}",
+            Path(tempfile.mkdtemp(prefix="xray-checkpoint-")),
+            fileio,
+        )
+    result = train_classifier(
+        train_set, val_set, config, callbacks=[epoch_logger()], checkpoint=checkpoint
+    )
     facts = {
         "pretrained": result.pretrained,
         "backbone": config.backbone,

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from xray.checkpoints import CheckpointMirror, HistoryFile
 from xray.dataset import ImageDataset
 from xray.model import build_model, unfreeze_last_block
 from xray.preprocessing import make_dataset
@@ -131,8 +132,32 @@ def _fit(
     weights: dict[int, float] | None,
     callbacks: Sequence[Any],
     initial_epoch: int = 0,
+    checkpoint: CheckpointMirror | None = None,
+    phase: str = "phase",
 ) -> dict[str, list[float]]:
+    """One ``model.fit`` with early stopping; resumable when ``checkpoint`` is given.
+
+    With a checkpoint, the phase's state is backed up after every epoch, resumed if a
+    backup exists, and a finished phase is not run again (its final weights and history
+    are reloaded), so a preempted job repeats at most one epoch.
+    """
     import keras
+
+    resumable: list[Any] = []
+    history_file = None
+    if checkpoint is not None:
+        folder = checkpoint.local_dir / phase
+        history_file = HistoryFile(folder / "history.json")
+        final = folder / "final.weights.h5"
+        if final.is_file():
+            model.load_weights(str(final))
+            logger.info("Phase '%s' had finished before the restart; reusing it", phase)
+            return history_file.as_lists()
+        resumable = [
+            keras.callbacks.BackupAndRestore(str(folder / "state"), delete_checkpoint=False),
+            history_file.callback(),
+            checkpoint.callback(),
+        ]
 
     stop = keras.callbacks.EarlyStopping(
         monitor="val_auc",
@@ -147,10 +172,14 @@ def _fit(
         epochs=initial_epoch + epochs,
         initial_epoch=initial_epoch,
         class_weight=weights,
-        callbacks=[stop, *callbacks],
+        callbacks=[*resumable, stop, *callbacks],
         verbose=2,
     )
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if checkpoint is None or history_file is None:
+        return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    model.save_weights(str(checkpoint.local_dir / phase / "final.weights.h5"))
+    checkpoint.upload()
+    return history_file.as_lists()
 
 
 def _append(history: dict[str, list[Any]], phase: dict[str, list[float]], name: str) -> int:
@@ -166,6 +195,7 @@ def train_classifier(
     val: ImageDataset,
     config: TrainConfig,
     callbacks: Sequence[Any] = (),
+    checkpoint: CheckpointMirror | None = None,
 ) -> TrainResult:
     """Trains the classifier on ``train``, early-stopping on validation AUC.
 
@@ -175,6 +205,9 @@ def train_classifier(
         config: Hyperparameters.
         callbacks: Extra Keras callbacks (e.g. per-epoch MLflow logging); they see one
             continuous epoch count across phases.
+        checkpoint: Where to back up after every epoch and resume from (spot and
+            preemptible machines); cleared when training finishes. Early stopping's
+            patience counts again from the resumed epoch.
 
     Returns:
         The trained model, its history and how it was trained.
@@ -183,6 +216,8 @@ def train_classifier(
     import tensorflow as tf
 
     keras.utils.set_random_seed(config.seed)
+    if checkpoint is not None:
+        checkpoint.restore()
     weights = class_weights(train.labels) if config.class_weights else None
     with _strategy().scope():
         built = build_model(
@@ -221,11 +256,31 @@ def train_classifier(
         feat_val = tf.data.Dataset.from_tensor_slices(
             (val_features, val.labels.astype("float32"))
         ).batch(batch)
-        phase = _fit(head, feat_train, feat_val, config.epochs, config, weights, callbacks)
+        phase = _fit(
+            head,
+            feat_train,
+            feat_val,
+            config.epochs,
+            config,
+            weights,
+            callbacks,
+            checkpoint=checkpoint,
+            phase="frozen",
+        )
         name = "frozen backbone, cached features"
     else:
         _compile(model, config.learning_rate)
-        phase = _fit(model, train_ds, val_ds, config.epochs, config, weights, callbacks)
+        phase = _fit(
+            model,
+            train_ds,
+            val_ds,
+            config.epochs,
+            config,
+            weights,
+            callbacks,
+            checkpoint=checkpoint,
+            phase="first",
+        )
         name = "frozen backbone" if built.base_frozen else "end to end"
     ran = _append(result.history, phase, name)
     if not (built.base_frozen and config.cache_frozen_features):
@@ -241,7 +296,16 @@ def train_classifier(
         logger.info("Fine-tuning the last block of %s (%d layers)", config.backbone, unfrozen)
         _compile(model, config.fine_tune_learning_rate)
         phase = _fit(
-            model, train_ds, val_ds, config.fine_tune_epochs, config, weights, callbacks, epoch
+            model,
+            train_ds,
+            val_ds,
+            config.fine_tune_epochs,
+            config,
+            weights,
+            callbacks,
+            epoch,
+            checkpoint=checkpoint,
+            phase="fine-tune",
         )
         ran = _append(result.history, phase, "fine-tune last block")
         result.backbone_passes += ran
@@ -252,6 +316,8 @@ def train_classifier(
                 "seconds": round(time.perf_counter() - start, 2),
             }
         )
+    if checkpoint is not None:
+        checkpoint.clear()
     return result
 
 
