@@ -1,6 +1,5 @@
 """Loading from s3:// and gs:// against local emulators (moto, gcp-storage-emulator)."""
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,34 +8,10 @@ import boto3
 import gcsfs
 import pytest
 import s3fs
+from conftest import free_port
 from gcp_storage_emulator.server import create_server
-from moto.server import ThreadedMotoServer
 
 from xray.loading import DataError, listing_version, load_images
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    s3fs.S3FileSystem.clear_instance_cache()  # instances remember the previous endpoint
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-    }.items():
-        monkeypatch.setenv(key, value)
-    yield endpoint
-    server.stop()
 
 
 def _upload(tree: Path, bucket: str, prefix: str, endpoint: str) -> None:
@@ -70,7 +45,7 @@ def test_missing_bucket_prefix_is_a_clear_error(s3_endpoint: str) -> None:
 
 def test_unreachable_server_fails_fast_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     s3fs.S3FileSystem.clear_instance_cache()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
@@ -83,7 +58,7 @@ def test_unreachable_server_fails_fast_with_a_hint(monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def gcs_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     gcsfs.GCSFileSystem.clear_instance_cache()
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket="xrays")
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
