@@ -68,6 +68,7 @@ def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
         The Bento tag.
     """
     import os
+    import sys
 
     import bentoml
 
@@ -82,6 +83,7 @@ def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
         (ctx / "model_tag.txt").write_text(model_tag + "\n")  # the Bento serves this model
         previous = os.environ.get("XRAY_MODEL_TAG")
         os.environ["XRAY_MODEL_TAG"] = model_tag  # the service class resolves its model
+        sys.modules.pop("service", None)  # a service imported by an earlier build keeps its tag
         try:
             bento = bentoml.bentos.build_bentofile(
                 str(ctx / "bentofile.yaml"),
