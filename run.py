@@ -156,7 +156,7 @@ def _dry_run(stack: str, config: Path, data: str | None) -> None:
     isolate_zenml(Path(tempfile.mkdtemp(prefix="xray-dry-run-")))
     try:
         spec = load_stack_spec(stack, placeholders=True)
-        data_dir = data if data and "://" in data else resolve_data(data)
+        data_dir = resolve_data(data)
         config = merge_run_config(config, spec, out_dir)
         ensure_zenml_repository()
     except StackSpecError as exc:
