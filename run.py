@@ -9,7 +9,9 @@ import click
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = "data/sample"
-PIPELINES = ("training",)
+PIPELINES = ("training", "inference")
+DEFAULT_OUT = "outputs/inference"
+ON_DRIFT = ("warn", "fail", "retrain")
 EXAMPLES = """
 \b
 Examples:
@@ -18,6 +20,10 @@ Examples:
   python run.py --stack local --data s3://bucket/chest_xray --no-cache
   python run.py --stack local --data kaggle         # download with the Kaggle API
   python run.py --stack local --config configs/training.yaml
+  python run.py --stack local --data data/sample --data ~/new_xrays   # train on both
+  python run.py --stack local --pipeline inference --data ~/new_xrays --out preds
+  python run.py --stack local --pipeline inference --data scan.jpeg
+  python run.py --pipeline inference --data ~/new_xrays --on-drift retrain
   python run.py --stack sagemaker --dry-run         # preview: no account or credentials
   python run.py --stack vertex --data gs://bucket/chest_xray   # GPU training on Vertex AI
 """
@@ -116,6 +122,12 @@ def _print_summary(run: Any) -> None:
             "This model is a demonstration, not a medical device: do not use its "
             "predictions for diagnosis."
         )
+        promotion = _promotion(run)
+        if promotion:
+            state = "promoted to production" if promotion["promoted"] else "NOT promoted"
+            click.echo(
+                f"Version {facts['model_version']} {state}: " + "; ".join(promotion["reasons"])
+            )
         if facts.get("bento_tag"):
             click.echo(
                 f"Serve it:   cd bentos && bentoml serve --host 127.0.0.1   "
@@ -131,6 +143,15 @@ def _print_summary(run: Any) -> None:
         click.echo(f"Dashboard:  {get_run_url(run) or store.url}")
     else:
         click.echo("Dashboard:  zenml login --local   (then open http://127.0.0.1:8237)")
+
+
+def _promotion(run: Any) -> dict[str, Any] | None:
+    from xray.constants import PROMOTION_ARTIFACT
+
+    try:
+        return run.steps["promote_model"].outputs[PROMOTION_ARTIFACT][0].load()
+    except (KeyError, IndexError):
+        return None
 
 
 def _preflight(spec: Any, data_dir: str) -> None:
@@ -194,8 +215,23 @@ def _dry_run(stack: str, config: Path, data: str | None) -> None:
 )
 @click.option(
     "--data",
+    multiple=True,
+    help=f"Data folder (local, s3:// or gs://), or 'kaggle' [default: {DEFAULT_DATA}]. "
+    "Training: repeat to merge folders. Inference: one folder (any layout) or one image.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Inference: folder for predictions.csv, drift.json and the drift report.",
+)
+@click.option(
+    "--on-drift",
+    type=click.Choice(ON_DRIFT),
     default=None,
-    help=f"Data folder (local, s3:// or gs://), or 'kaggle' [default: {DEFAULT_DATA}].",
+    help="Inference: on drift, only warn, fail the run (exit 1), or retrain on the "
+    "production model's data plus --data [default: handle_drift.on_drift in the config].",
 )
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
 @click.option(
@@ -207,43 +243,190 @@ def main(
     stack: str,
     pipeline_name: str,
     config: Path | None,
-    data: str | None,
+    data: tuple[str, ...],
+    out: Path,
+    on_drift: str | None,
     no_cache: bool,
     dry_run: bool,
 ) -> None:
-    """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack."""
-    from stacks.registry import StackSpecError, load_stack_spec, merge_run_config, register_stack
+    """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack, or score
+    new images with the production model (--pipeline inference)."""
+    from stacks.registry import StackSpecError
     from xray.loading import DataError
 
     config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
     if dry_run:
-        _dry_run(stack, config, data)
+        if pipeline_name != "training" or len(data) > 1:
+            raise click.UsageError("--dry-run compiles the training pipeline on one --data.")
+        _dry_run(stack, config, data[0] if data else None)
         return
+    if pipeline_name == "inference" and len(data) != 1:
+        raise click.UsageError(
+            "--pipeline inference needs one --data: a folder of images or one image."
+        )
     try:
-        data_dir = resolve_data(data)
-        spec = load_stack_spec(stack, placeholders=stack != "local")
-        if spec.is_remote:
-            ensure_zenml_repository()
-            _preflight(spec, data_dir)
-        config = merge_run_config(config, spec, PROJECT_ROOT / "outputs" / "configs")
-        ensure_zenml_repository()
-        register_stack(spec)
+        data_dirs = [resolve_data(d) for d in data] or [resolve_data(None)]
+        spec = _prepare_stack(stack, data_dirs)
+        if pipeline_name == "training":
+            _train(spec, config, data_dirs, no_cache)
+        else:
+            _infer(spec, config, data_dirs[0], out, on_drift, no_cache)
     except (DataError, StackSpecError) as exc:
         raise click.ClickException(str(exc)) from None
 
-    from pipelines.training import training_pipeline
 
-    pipeline = training_pipeline.with_options(config_path=str(config), enable_cache=not no_cache)
+def _prepare_stack(stack: str, data_dirs: list[str]) -> Any:
+    """Loads, checks (remote stacks: preflight) and registers the stack."""
+    from stacks.registry import load_stack_spec, register_stack
+
+    spec = load_stack_spec(stack, placeholders=stack != "local")
+    ensure_zenml_repository()
+    if spec.is_remote:
+        for data_dir in data_dirs:
+            _preflight(spec, data_dir)
+    register_stack(spec)
+    return spec
+
+
+def _run_pipeline(pipeline: Any, **kwargs: Any) -> Any:
+    """Runs a pipeline; a failed run becomes a ClickException naming the failed steps."""
+    from xray.loading import DataError
+
     try:
-        run = pipeline(data_dir=data_dir)
+        return pipeline(**kwargs)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
     except RuntimeError as exc:
         if "Pipeline run has failed" not in str(exc):
             raise
         raise click.ClickException(_failure_summary()) from None
+
+
+def _train(
+    spec: Any,
+    config: Path,
+    data_dirs: list[str],
+    no_cache: bool,
+    overrides: dict[str, Any] | None = None,
+) -> Any:
+    """The training run, for a manual run and for a retrain after drift alike."""
+    from pipelines.training import training_pipeline
+    from stacks.registry import merge_run_config
+
+    config = merge_run_config(config, spec, PROJECT_ROOT / "outputs" / "configs", overrides)
+    pipeline = training_pipeline.with_options(config_path=str(config), enable_cache=not no_cache)
+    run = _run_pipeline(pipeline, data_dir=data_dirs[0], extra_data_dirs=data_dirs[1:])
     if run is not None:
         _print_summary(run)
+    return run
+
+
+def _infer(
+    spec: Any, config: Path, data_dir: str, out: Path, on_drift: str | None, no_cache: bool
+) -> None:
+    """The batch inference run, its files in ``out``, and the drift action."""
+    import yaml
+
+    from lifecycle.production import NoProductionModelError, require_production
+    from pipelines.inference import inference_pipeline
+    from stacks.registry import merge_run_config
+    from xray.constants import MODEL_NAME
+
+    settings = yaml.safe_load(config.read_text()) or {}
+    try:
+        production = require_production(settings.get("model", {}).get("name", MODEL_NAME))
+    except NoProductionModelError as exc:
+        raise click.ClickException(str(exc)) from None
+    configured = settings.get("steps", {}).get("handle_drift", {}).get("parameters", {})
+    action = on_drift or configured.get("on_drift", "warn")
+    config = merge_run_config(
+        config,
+        spec,
+        PROJECT_ROOT / "outputs" / "configs",
+        overrides={"steps": {"handle_drift": {"parameters": {"on_drift": action}}}},
+        pipeline_steps=("batch_predict", "check_inference_drift", "handle_drift"),
+    )
+    click.echo(f"Scoring {data_dir} with model version {production.number} (production).")
+    pipeline = inference_pipeline.with_options(config_path=str(config), enable_cache=not no_cache)
+    failure = None
+    try:
+        run = _run_pipeline(pipeline, data_dir=data_dir)
+    except click.ClickException as exc:
+        failure, run = exc, _latest_run("inference")
+    drift = _write_outputs(run, out) if run is not None else None
+    if failure is not None:
+        raise failure
+    if drift and drift["drift_detected"] and action == "retrain":
+        sources = list(production.run_metadata.get("data_sources") or [])
+        if not sources:
+            raise click.ClickException(
+                f"Cannot retrain: production version {production.number} does not record "
+                "its data folders; train on both by hand: python run.py --data OLD --data NEW"
+            )
+        training_config = PROJECT_ROOT / configured.get("training_config", "configs/training.yaml")
+        click.echo(f"Drift detected: retraining on {' + '.join([*sources, data_dir])}.")
+        # The merged data is split three ways, so the new images reach the test split too
+        # and promotion compares both models on them.
+        split = {"split_dataset": {"parameters": {"use_official_test": False}}}
+        _train(spec, training_config, [*sources, data_dir], no_cache, {"steps": split})
+
+
+def _latest_run(pipeline_name: str) -> Any:
+    from zenml.client import Client
+
+    runs = Client().list_pipeline_runs(pipeline_name=pipeline_name, sort_by="desc:created", size=1)
+    return runs.items[0] if runs.items else None
+
+
+def _write_outputs(run: Any, out: Path) -> dict[str, Any] | None:
+    """Writes the run's predictions and drift files to ``out`` and prints their paths."""
+    from lifecycle.outputs import write_inference_outputs
+    from xray.constants import (
+        INFERENCE_DRIFT_ARTIFACT,
+        INFERENCE_DRIFT_REPORT_ARTIFACT,
+        INFERENCE_METRICS_ARTIFACT,
+        PREDICTIONS_ARTIFACT,
+    )
+
+    try:
+        predict = run.steps["batch_predict"].outputs
+        check = run.steps["check_inference_drift"].outputs
+        predictions = predict[PREDICTIONS_ARTIFACT][0].load()
+        summary = predict[INFERENCE_METRICS_ARTIFACT][0].load()
+        drift = check[INFERENCE_DRIFT_ARTIFACT][0].load()
+        report = str(check[INFERENCE_DRIFT_REPORT_ARTIFACT][0].load())
+    except (KeyError, IndexError):
+        return None  # the run failed before predicting: the failure says why
+    paths = write_inference_outputs(out, predictions, drift, report, summary)
+    click.echo("")
+    click.echo(
+        f"Scored {summary['images']} image(s) with threshold {summary['threshold']:.3f}: "
+        + ", ".join(f"{n} {label}" for label, n in sorted(summary["predicted"].items()))
+        + (f"; {len(summary['skipped'])} file(s) skipped" if summary["skipped"] else "")
+        + "."
+    )
+    if summary.get("metrics"):
+        m = summary["metrics"]
+        click.echo(
+            f"Against the class folders ({m['labelled']} labelled): accuracy "
+            f"{m['accuracy']:.3f}, sensitivity {m['sensitivity']:.3f}, specificity "
+            f"{m['specificity']:.3f}, AUC {m['roc_auc']:.3f}."
+        )
+    state = "DRIFT detected" if drift["drift_detected"] else "no drift"
+    if not drift.get("tested", True):
+        state = drift.get("note", "drift not tested")
+    click.echo(
+        f"Drift: {state} (share of drifted statistics {drift['share_drifted']:.2f}"
+        + (f": {', '.join(drift['drifted_features'])}" if drift["drifted_features"] else "")
+        + ")."
+    )
+    click.echo(f"Predictions: {paths['predictions']}")
+    click.echo(f"Drift:       {paths['drift']}  (report: {paths['report']})")
+    click.echo(
+        "Predictions are from a research demonstration, not a medical device: they are "
+        "not diagnoses."
+    )
+    return drift
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ applies the shared preprocessing, answers with the evaluation threshold); the mo
 in ``PneumoniaModel``, whose ``predict`` is batchable, so concurrent requests are grouped
 into one model call by BentoML's adaptive batching (batching happens at a service
 boundary). The model is the tag in ``XRAY_MODEL_TAG``, else the one a built Bento was
-built for (``model_tag.txt``), else the latest ``pneumonia_classifier`` in the BentoML
-model store.
+built for (``model_tag.txt``), else the ``production`` version of the ZenML Model (its
+Bento is imported from the artifact store when this machine does not have it).
 
 Not a medical device: every answer carries a disclaimer (field and header).
 """
@@ -35,11 +35,28 @@ from xray.serving import (
 
 logger = logging.getLogger(__name__)
 PINNED_TAG_FILE = Path(__file__).with_name("model_tag.txt")  # written into built Bentos
-MODEL_TAG = (
-    os.environ.get("XRAY_MODEL_TAG")
-    or (PINNED_TAG_FILE.read_text().strip() if PINNED_TAG_FILE.is_file() else "")
-    or "pneumonia_classifier:latest"
-)
+
+
+def _model_tag() -> str:
+    """The BentoML model to serve (see the module docstring).
+
+    The production lookup needs the project's environment (ZenML); a built Bento never
+    gets there, it has ``model_tag.txt``. The result goes into ``XRAY_MODEL_TAG`` so the
+    worker processes BentoML starts next inherit it instead of asking ZenML again.
+    """
+    tag = os.environ.get("XRAY_MODEL_TAG") or (
+        PINNED_TAG_FILE.read_text().strip() if PINNED_TAG_FILE.is_file() else ""
+    )
+    if not tag:
+        from lifecycle.production import production_model_tag
+
+        tag = production_model_tag()
+        os.environ["XRAY_MODEL_TAG"] = tag
+        logger.info("Serving the production model version: %s", tag)
+    return tag
+
+
+MODEL_TAG = _model_tag()
 HEADERS = {"X-Disclaimer": "Not a medical device; not a diagnosis."}
 
 

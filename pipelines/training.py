@@ -1,4 +1,5 @@
-"""The training pipeline: load -> split -> validate -> train -> evaluate -> package -> register."""
+"""The training pipeline: load -> split -> validate -> train -> evaluate -> model card ->
+package -> register -> promote."""
 
 from pathlib import Path
 
@@ -8,9 +9,11 @@ from steps.build_bento import build_bento
 from steps.check_data_drift import check_data_drift
 from steps.check_data_quality import check_data_quality
 from steps.compute_image_statistics import compute_image_statistics
+from steps.create_model_card import create_model_card
 from steps.evaluate_model import evaluate_model
 from steps.load_dataset import load_dataset
 from steps.package_model import package_model
+from steps.promote_model import promote_model
 from steps.register_model import register_model
 from steps.split_dataset import split_dataset
 from steps.train_model import train_model
@@ -20,31 +23,52 @@ from xray.loading import listing_version
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pipeline(name="training")
-def training_pipeline(data_dir: str, listing: str = "") -> None:
-    """Trains, evaluates and registers a pneumonia classifier from the images in ``data_dir``.
+def data_listing(data_dir: str) -> str:
+    """The listing version of a data folder (relative paths: relative to the project)."""
+    local = "://" not in data_dir and not Path(data_dir).is_absolute()
+    return listing_version(str(PROJECT_ROOT / data_dir) if local else data_dir)
 
-    Training starts only after the data quality and drift gates pass (or only warn).
+
+@pipeline(name="training")
+def training_pipeline(
+    data_dir: str, listing: str = "", extra_data_dirs: list[str] | None = None
+) -> None:
+    """Trains, evaluates, registers and (when it is better) promotes a pneumonia classifier.
+
+    Training starts only after the data quality and drift gates pass (or only warn). The
+    new model version becomes ``production`` only if it passes the promotion gates and
+    is not worse than the current production model on this run's test images.
 
     Args:
         data_dir: Data folder (local, ``s3://`` or ``gs://``); Kaggle or single-folder
             layout. A relative path is relative to the project root (the shipped sample
             is ``data/sample``; inside a cloud stack's image it is there too).
-        listing: Version of the folder listing. By default it is computed here, when
+        listing: Version of the folder listings. By default it is computed here, when
             the pipeline is built, so that the load step's cache is invalidated
             whenever files change.
+        extra_data_dirs: More data folders merged into the data set (a retrain on new
+            data after drift: the production model's folders plus the new one).
     """
+    extra = list(extra_data_dirs or [])
     if not listing:
-        local = "://" not in data_dir and not Path(data_dir).is_absolute()
-        listing = listing_version(str(PROJECT_ROOT / data_dir) if local else data_dir)
-    dataset, fingerprint = load_dataset(data_dir=data_dir, listing_version=listing)
+        listing = "+".join(data_listing(d) for d in [data_dir, *extra])
+    dataset, fingerprint = load_dataset(
+        data_dir=data_dir, listing_version=listing, extra_data_dirs=extra
+    )
     train_set, val_set, test_set = split_dataset(dataset)
     statistics = compute_image_statistics(train_set, val_set, test_set)
     _quality_report, quality = check_data_quality(dataset, statistics)
     _drift_report, drift = check_data_drift(statistics)
     validation = validation_gate(quality, drift)
     model, _history, facts, _curves = train_model(train_set, val_set, after="validation_gate")
-    metrics, threshold, _plots = evaluate_model(model, val_set, test_set)
+    metrics, threshold, _plots, uncertainty, _calibration = evaluate_model(model, val_set, test_set)
+    sources = [data_dir, *extra]
+    card, _card_html = create_model_card(
+        statistics, fingerprint, facts, metrics, threshold, uncertainty, validation, sources
+    )
     bentoml_model = package_model(model, metrics, threshold, fingerprint)
-    bento = build_bento(bentoml_model)
-    register_model(metrics, threshold, fingerprint, facts, validation, bentoml_model, bento)
+    bento, _archive = build_bento(bentoml_model, card)
+    register_model(
+        metrics, threshold, fingerprint, facts, validation, bentoml_model, bento, sources
+    )
+    promote_model(model, test_set, metrics, threshold, after="register_model")

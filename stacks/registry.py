@@ -11,8 +11,10 @@ A dry run fills missing variables with visible placeholders instead (see
 :data:`PLACEHOLDERS`) and lists them.
 """
 
+import copy
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,7 +294,13 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def merge_run_config(config_path: Path, spec: StackSpec, out_dir: Path) -> Path:
+def merge_run_config(
+    config_path: Path,
+    spec: StackSpec,
+    out_dir: Path,
+    overrides: dict[str, Any] | None = None,
+    pipeline_steps: Collection[str] | None = None,
+) -> Path:
     """Writes the run config with the stack's infrastructure overlay merged in.
 
     The run config (hyperparameters, gates) stays the one file in ``configs/``; the stack
@@ -303,18 +311,26 @@ def merge_run_config(config_path: Path, spec: StackSpec, out_dir: Path) -> Path:
         config_path: The run config YAML.
         spec: The stack whose overlay to merge.
         out_dir: Folder to write the merged file to.
+        overrides: Values set last (command-line flags such as ``--on-drift``).
+        pipeline_steps: The pipeline's step names; overlay settings of other steps
+            (``train_model`` for the inference pipeline) are left out.
 
     Returns:
-        ``config_path`` itself when the stack has no overlay, else the merged file.
+        ``config_path`` itself when there is nothing to merge, else the merged file.
     """
-    if not spec.overlay:
+    overlay = copy.deepcopy(spec.overlay)
+    if pipeline_steps is not None and "steps" in overlay:
+        overlay["steps"] = {k: v for k, v in overlay["steps"].items() if k in pipeline_steps}
+    if not overlay and not overrides:
         return config_path
     run_config = yaml.safe_load(config_path.read_text()) or {}
-    merged = _deep_merge(run_config, spec.overlay)
+    merged = _deep_merge(_deep_merge(run_config, overlay), overrides or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{config_path.stem}.{spec.key}.yaml"
     path.write_text(
-        f"# {config_path.name} + the infrastructure overlay of stacks/{spec.key}.yaml\n"
+        f"# {config_path.name} + the infrastructure overlay of stacks/{spec.key}.yaml"
+        + (" + command-line options" if overrides else "")
+        + "\n"
         + yaml.safe_dump(merged, sort_keys=False)
     )
     return path

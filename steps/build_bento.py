@@ -1,31 +1,62 @@
-"""Step: build the prediction service's Bento for the packaged model."""
+"""Step: build the prediction service's Bento for the packaged model, and keep it."""
 
 import logging
 from typing import Annotated
 
-from zenml import get_step_context, log_metadata, step
+from zenml import ArtifactConfig, get_step_context, log_metadata, step
+from zenml.enums import ArtifactType
+from zenml.types import MarkdownString
 
+from xray.constants import BENTO_ARCHIVE_ARTIFACT
 from xray.packaging import build_bento as build
+from xray.packaging import export_bento
 
 logger = logging.getLogger(__name__)
 
 
 @step(enable_cache=False)
-def build_bento(bentoml_model_tag: str) -> Annotated[str, "bento_tag"]:
-    """Builds a Bento from ``bentos/`` (service, build file, the xray modules it imports).
+def build_bento(
+    bentoml_model_tag: str, model_card: MarkdownString
+) -> tuple[
+    Annotated[str, "bento_tag"],
+    Annotated[
+        bytes,
+        ArtifactConfig(name=BENTO_ARCHIVE_ARTIFACT, artifact_type=ArtifactType.SERVICE),
+    ],
+]:
+    """Builds a Bento from ``bentos/`` (service, build file, the xray modules it imports,
+    the model card) and exports it to the artifact store, tied to the model version.
+
+    The local BentoML store lives on the machine that ran the step (a cloud container on
+    the full-cloud stacks); the exported archive is what any machine imports later
+    (``bentoml serve`` of the production version does it by itself).
 
     Args:
         bentoml_model_tag: The BentoML model the Bento serves.
+        model_card: The model card (Markdown), put into the Bento.
 
     Returns:
-        The Bento tag; serve it with ``bentoml serve <tag>`` or containerize it with
-        ``bentoml containerize <tag>``.
+        The Bento tag (``bentoml serve <tag>``, ``bentoml containerize <tag>``) and the
+        ``.bento`` archive (``bentoml import``).
     """
     version = get_step_context().model
     tag = build(
         bentoml_model_tag,
         labels={"zenml_model": version.name, "zenml_model_version": str(version.version)},
+        model_card=str(model_card),
     )
-    logger.info("Built Bento %s (serve it: bentoml serve %s)", tag, tag)
-    log_metadata(metadata={"bento_tag": tag, "bentoml_model_tag": bentoml_model_tag})
-    return tag
+    archive = export_bento(tag)
+    logger.info(
+        "Built Bento %s (%.1f MB archive kept as %s)",
+        tag,
+        len(archive) / 2**20,
+        BENTO_ARCHIVE_ARTIFACT,
+    )
+    log_metadata(
+        metadata={
+            "bento_tag": tag,
+            "bentoml_model_tag": bentoml_model_tag,
+            "archive_mb": round(len(archive) / 2**20, 2),
+        }
+    )
+    return tag, archive

@@ -10,9 +10,16 @@ from zenml.utils.source_utils import get_source_root
 from materializers import ImageDatasetMaterializer
 from xray.constants import DATASET_ARTIFACT
 from xray.dataset import ImageDataset
-from xray.loading import load_images
+from xray.loading import load_images, merge_sources
 
 logger = logging.getLogger(__name__)
+
+
+def resolve_data_dir(data_dir: str) -> str:
+    """A relative local path is relative to the source root."""
+    if "://" not in data_dir and not Path(data_dir).is_absolute():
+        return str(Path(get_source_root()) / data_dir)
+    return data_dir
 
 
 @step(output_materializers={DATASET_ARTIFACT: ImageDatasetMaterializer})
@@ -20,6 +27,7 @@ def load_dataset(
     data_dir: str,
     listing_version: str = "",
     min_images: int = 20,
+    extra_data_dirs: list[str] | None = None,
 ) -> tuple[Annotated[ImageDataset, DATASET_ARTIFACT], Annotated[str, "data_fingerprint"]]:
     """Loads a Kaggle-layout or single-folder data set from a local path, s3:// or gs://.
 
@@ -30,6 +38,8 @@ def load_dataset(
         listing_version: Fingerprint of the folder listing, computed when the pipeline is
             built; it only makes the cache key change when files change.
         min_images: Fail when fewer usable images remain after skipping bad files.
+        extra_data_dirs: More folders to merge in (a retrain on new data: the old
+            folders plus the new one); their paths get the folder name as a prefix.
 
     Returns:
         The data set (encoded images, labels, patients) and its content fingerprint.
@@ -38,9 +48,15 @@ def load_dataset(
     def progress(done: int, total: int) -> None:
         logger.info("Checked %d/%d images", done, total)
 
-    if "://" not in data_dir and not Path(data_dir).is_absolute():
-        data_dir = str(Path(get_source_root()) / data_dir)
-    dataset = load_images(data_dir, min_images=min_images, progress=progress)
+    roots = [resolve_data_dir(d) for d in [data_dir, *(extra_data_dirs or [])]]
+    # min_images applies to the main folder; an added folder needs 2 images per class.
+    dataset = merge_sources(
+        [
+            (root, load_images(root, min_images=min_images if i == 0 else 4, progress=progress))
+            for i, root in enumerate(roots)
+        ]
+    )
+    data_dir = dataset.source
     fingerprint = dataset.fingerprint()
     logger.info(
         "Loaded %d images of %d patients %s from %s; skipped %d file(s)",

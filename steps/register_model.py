@@ -21,6 +21,7 @@ def register_model(
     validation_summary: dict[str, Any],
     bentoml_model_tag: str,
     bento_tag: str,
+    sources: list[str],
 ) -> Annotated[dict[str, Any], "model_version_facts"]:
     """Attaches metrics, threshold, image size, classes and data fingerprint to the model.
 
@@ -36,7 +37,10 @@ def register_model(
             artifact by ``train_model``.
         validation_summary: The data gates' outcome (passed, warnings).
         bentoml_model_tag: The model in the BentoML model store.
-        bento_tag: The Bento that serves it.
+        bento_tag: The Bento that serves it (its archive is the version's
+            ``bento_archive`` artifact).
+        sources: The data folders the model was trained on (a retrain on new data
+            merges them with the new folder).
 
     Returns:
         The facts recorded on the model version.
@@ -55,6 +59,7 @@ def register_model(
         "mlflow_run_id": training_facts.get("mlflow_run_id", ""),
         "bentoml_model_tag": bentoml_model_tag,
         "bento_tag": bento_tag,
+        "data_sources": list(sources),
         "data_validation": {
             "passed": bool(validation_summary["passed"]),
             "warnings": validation_summary["warnings"],

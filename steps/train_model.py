@@ -84,6 +84,7 @@ def train_model(
     }
     mlflow.log_params({"pretrained": result.pretrained, "train_images": len(train_set)})
     log_metadata(metadata=facts)
+    facts["config"] = config.to_dict()
     facts["mlflow_run_id"] = mlflow.active_run().info.run_id
     log_keras_model(result.model)
     curves = PngFigure(history_figure(result.history), "Training and validation loss / AUC")

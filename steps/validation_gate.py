@@ -33,6 +33,7 @@ def validation_gate(
         "quality_failed_checks": quality_verdict["failed_checks"],
         "drift_failed_checks": drift_verdict["failed_checks"],
         "drift_share": drift_verdict["details"].get("drift_share", 0.0),
+        "skipped": quality_verdict["details"].get("skipped", 0),
     }
     log_metadata(metadata=summary)
     return summary

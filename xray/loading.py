@@ -326,3 +326,37 @@ def load_images(
             f"{len(skipped)} file(s) were skipped{': ' + listing if listing else ''}."
         )
     return dataset
+
+
+def merge_sources(parts: list[tuple[str, ImageDataset]]) -> ImageDataset:
+    """Joins data sets loaded from several folders (old data + new data) into one.
+
+    The first folder's paths stay as they are (so a single folder's fingerprint does not
+    change); every later folder's paths get its folder name as a prefix (made unique),
+    so two folders may hold the same relative paths. Split folders (``origins``) are
+    kept: an official ``test/`` folder stays test data.
+
+    Args:
+        parts: ``(root, data set)`` per folder, the first one the main folder.
+
+    Returns:
+        One data set whose ``source`` lists every folder.
+    """
+    from xray.dataset import concatenate
+
+    if len(parts) == 1:
+        return parts[0][1]
+    renamed, used = [parts[0][1]], set()
+    for root, dataset in parts[1:]:
+        name = root.rstrip("/").rsplit("/", 1)[-1] or "data"
+        prefix, n = name, 2
+        while prefix in used:
+            prefix, n = f"{name}-{n}", n + 1
+        used.add(prefix)
+        moved = dataset.subset(range(len(dataset)))
+        moved.paths = [f"{prefix}/{path}" for path in dataset.paths]
+        moved.skipped = [SkippedFile(f"{prefix}/{s.path}", s.reason) for s in dataset.skipped]
+        renamed.append(moved)
+    merged = concatenate(renamed)
+    merged.source = " + ".join(root for root, _ in parts)
+    return merged

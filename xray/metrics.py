@@ -5,6 +5,7 @@ is defined, and a cached re-run should not pay for it.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -119,3 +120,176 @@ def curves(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarra
     fpr, tpr, _ = roc_curve(y_true, probabilities)
     precision, recall, _ = precision_recall_curve(y_true, probabilities)
     return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
+
+
+BOOTSTRAP_METRICS = ("roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity")
+
+
+def _resampled_metrics(
+    y: np.ndarray, p: np.ndarray, threshold: float, indices: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The bootstrap metrics of each resample (one row of ``indices``); NaN where undefined.
+
+    AUCs come from counts per distinct probability, not from sorting every resample: with
+    ``u`` the sorted distinct probabilities, a resample is two count vectors over ``u``
+    (negatives and positives), and ROC AUC (ties count one half) and average precision
+    (scikit-learn's step-wise definition) are cumulative sums over them.
+    """
+    n_rows = indices.shape[0]
+    values, position = np.unique(p, return_inverse=True)
+    k = len(values)
+    y_i = y[indices]
+    rows = np.arange(n_rows)[:, None]
+    keys = (rows * k + position[indices]) * 2 + y_i
+    counts = np.bincount(keys.ravel(), minlength=n_rows * k * 2).reshape(n_rows, k, 2)
+    neg, pos = counts[..., 0].astype(np.float64), counts[..., 1].astype(np.float64)
+    n_neg, n_pos = neg.sum(axis=1), pos.sum(axis=1)
+    both = (n_neg > 0) & (n_pos > 0)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        neg_below = np.cumsum(neg, axis=1) - neg
+        roc_auc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (n_pos * n_neg)
+        # Thresholds from the highest probability down: positives and predicted positives.
+        tp = np.cumsum(pos[:, ::-1], axis=1)
+        predicted = tp + np.cumsum(neg[:, ::-1], axis=1)
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        pr_auc = (pos[:, ::-1] * precision).sum(axis=1) / n_pos
+
+        predicted_positive = (p >= threshold)[indices]
+        true_pos = (predicted_positive & (y_i == 1)).sum(axis=1)
+        true_neg = (~predicted_positive & (y_i == 0)).sum(axis=1)
+        return {
+            "roc_auc": np.where(both, roc_auc, np.nan),
+            "pr_auc": np.where(both, pr_auc, np.nan),
+            "accuracy": (true_pos + true_neg) / indices.shape[1],
+            "sensitivity": np.where(n_pos > 0, true_pos / n_pos, np.nan),
+            "specificity": np.where(n_neg > 0, true_neg / n_neg, np.nan),
+        }
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Percentile bootstrap confidence intervals of the headline metrics.
+
+    Images are resampled with replacement ``n_resamples`` times; each metric is computed
+    on every resample (at the fixed ``threshold``, predicting PNEUMONIA when
+    P >= threshold) and the interval is the central ``level`` range of those values.
+    Images, not patients, are resampled, so with several images per patient the
+    intervals are somewhat too narrow.
+
+    Args:
+        y_true: Labels (1 = PNEUMONIA).
+        probabilities: P(PNEUMONIA) per image.
+        threshold: The operating threshold (chosen on validation data, not here).
+        n_resamples: Number of bootstrap resamples.
+        level: Coverage of the interval, e.g. 0.95.
+        seed: Seed of the resampling; the same inputs and seed give the same intervals.
+
+    Returns:
+        ``{"roc_auc": [low, high], "pr_auc": ..., "accuracy": ..., "sensitivity": ...,
+        "specificity": ...}``. Resamples where a metric is undefined (a class missing) are
+        skipped for that metric; when fewer than half are usable, its interval is
+        ``[nan, nan]``.
+
+    Raises:
+        ValueError: For empty or mismatched inputs, ``n_resamples < 1`` or ``level``
+            outside (0, 1).
+    """
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    if len(y) == 0 or len(y) != len(p):
+        raise ValueError(
+            f"bootstrap_intervals needs as many labels as probabilities, at least one; "
+            f"got {len(y)} labels and {len(p)} probabilities."
+        )
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be at least 1, not {n_resamples}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95, not {level}.")
+
+    rng = np.random.default_rng(seed)
+    # Chunks bound the memory of the (resamples x images) index and count arrays.
+    chunk = max(1, min(n_resamples, 2_000_000 // len(y)))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in BOOTSTRAP_METRICS}
+    for start in range(0, n_resamples, chunk):
+        rows = min(chunk, n_resamples - start)
+        indices = rng.integers(0, len(y), size=(rows, len(y)))
+        for name, values in _resampled_metrics(y, p, threshold, indices).items():
+            parts[name].append(values)
+
+    tail = (1 - level) / 2 * 100
+    intervals: dict[str, list[float]] = {}
+    for name in BOOTSTRAP_METRICS:
+        values = np.concatenate(parts[name])
+        usable = values[~np.isnan(values)]
+        if len(usable) * 2 < n_resamples:
+            intervals[name] = [float("nan"), float("nan")]
+        else:
+            low, high = np.percentile(usable, [tail, 100 - tail])
+            intervals[name] = [float(low), float(high)]
+    return intervals
+
+
+def calibration_summary(
+    y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10
+) -> dict[str, Any]:
+    """Reliability of the probabilities: expected calibration error, Brier score, bins.
+
+    Args:
+        y_true: Labels (1 = PNEUMONIA).
+        probabilities: P(PNEUMONIA) per image, in [0, 1].
+        n_bins: Number of equal-width bins on [0, 1]; a bin holds ``lower <= p < upper``,
+            the last one also ``p == 1``.
+
+    Returns:
+        ``{"ece", "brier", "n_bins", "bins"}``. ``bins`` lists every bin as ``{"lower",
+        "upper", "count", "mean_probability", "fraction_positive"}`` (the two means NaN
+        in an empty bin). ECE is the sum over non-empty bins of
+        ``count / n * |fraction_positive - mean_probability|``; Brier is the mean of
+        ``(p - y) ** 2``.
+
+    Raises:
+        ValueError: For empty or mismatched inputs, probabilities outside [0, 1] or NaN,
+            or ``n_bins < 1``.
+    """
+    y = np.asarray(y_true).astype(np.float64).ravel()
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    if len(y) == 0 or len(y) != len(p):
+        raise ValueError(
+            f"calibration_summary needs as many labels as probabilities, at least one; "
+            f"got {len(y)} labels and {len(p)} probabilities."
+        )
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("calibration_summary needs probabilities in [0, 1], without NaN.")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, not {n_bins}.")
+
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
+    counts = np.bincount(which, minlength=n_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_probability = np.bincount(which, weights=p, minlength=n_bins) / counts
+        fraction_positive = np.bincount(which, weights=y, minlength=n_bins) / counts
+    filled = counts > 0
+    gaps = np.abs(fraction_positive[filled] - mean_probability[filled])
+    return {
+        "ece": float(np.sum(counts[filled] / len(p) * gaps)),
+        "brier": float(np.mean((p - y) ** 2)),
+        "n_bins": int(n_bins),
+        "bins": [
+            {
+                "lower": float(edges[i]),
+                "upper": float(edges[i + 1]),
+                "count": int(counts[i]),
+                "mean_probability": float(mean_probability[i]),
+                "fraction_positive": float(fraction_positive[i]),
+            }
+            for i in range(n_bins)
+        ],
+    }

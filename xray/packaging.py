@@ -52,7 +52,9 @@ def pinned_requirements() -> list[str]:
     return [f"{name}=={importlib_metadata.version(name)}" for name in SERVICE_REQUIREMENTS]
 
 
-def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
+def build_bento(
+    model_tag: str, labels: dict[str, str] | None = None, model_card: str | None = None
+) -> str:
     """Builds the service's Bento from a clean context holding only what it needs.
 
     The context gets ``bentos/service.py``, ``bentos/bentofile.yaml``, ``model_tag.txt``
@@ -63,6 +65,9 @@ def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
     Args:
         model_tag: The BentoML model the Bento serves (pinned into it).
         labels: Extra Bento labels.
+        model_card: The model card (Markdown); it goes into the Bento as
+            ``MODEL_CARD.md`` and is the Bento's description (shown by ``bentoml get``
+            and on the served index page).
 
     Returns:
         The Bento tag.
@@ -76,6 +81,13 @@ def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
         ctx = Path(tmp)
         for name in ("service.py", "bentofile.yaml"):
             shutil.copy2(BENTO_DIR / name, ctx / name)
+        if model_card:
+            import yaml
+
+            (ctx / "MODEL_CARD.md").write_text(model_card)
+            bentofile = yaml.safe_load((ctx / "bentofile.yaml").read_text())
+            bentofile["description"] = model_card
+            (ctx / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False))
         (ctx / "xray").mkdir()
         for module in SERVICE_MODULES:
             shutil.copy2(PROJECT_ROOT / "xray" / f"{module}.py", ctx / "xray" / f"{module}.py")
@@ -97,3 +109,16 @@ def build_bento(model_tag: str, labels: dict[str, str] | None = None) -> str:
             else:
                 os.environ["XRAY_MODEL_TAG"] = previous
     return str(bento.tag)
+
+
+def export_bento(tag: str) -> bytes:
+    """The Bento (with its model) as one ``.bento`` archive, to keep in the artifact store.
+
+    ``bentoml import <file>`` (or :func:`lifecycle.production.import_bento_archive`)
+    restores it, and its model, on any machine.
+    """
+    import bentoml
+
+    with tempfile.TemporaryDirectory(prefix="bento-export-") as tmp:
+        path = bentoml.bentos.export_bento(tag, str(Path(tmp) / "service.bento"))
+        return Path(path).read_bytes()

@@ -90,3 +90,47 @@ def history_figure(history: dict[str, list[Any]]) -> bytes:
         ax.set_title(key)
         ax.legend()
     return _figure_to_png(fig)
+
+
+def reliability_figure(calibration: dict[str, Any]) -> bytes:
+    """Reliability diagram of a :func:`xray.metrics.calibration_summary`, as PNG.
+
+    Top: the fraction of PNEUMONIA images against the mean predicted P(PNEUMONIA) in each
+    non-empty bin, with the diagonal of perfect calibration. Bottom: images per bin.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = calibration["bins"]
+    filled = [b for b in bins if b["count"] > 0]
+    fig, (ax_rel, ax_count) = plt.subplots(
+        2, 1, figsize=(5, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    ax_rel.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfect calibration")
+    ax_rel.plot(
+        [b["mean_probability"] for b in filled],
+        [b["fraction_positive"] for b in filled],
+        marker="o",
+        label="model",
+    )
+    ax_rel.set_xlim(0, 1)
+    ax_rel.set_ylim(0, 1)
+    ax_rel.set_ylabel("fraction PNEUMONIA")
+    ax_rel.set_title(
+        f"Reliability (test): ECE {calibration['ece']:.3f}, Brier {calibration['brier']:.3f}"
+    )
+    ax_rel.legend(loc="upper left")
+
+    ax_count.bar(
+        [b["lower"] for b in bins],
+        [b["count"] for b in bins],
+        width=[b["upper"] - b["lower"] for b in bins],
+        align="edge",
+        color="lightsteelblue",
+        edgecolor="grey",
+    )
+    ax_count.set_xlabel("mean predicted P(PNEUMONIA)")
+    ax_count.set_ylabel("images")
+    return _figure_to_png(fig)

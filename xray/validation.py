@@ -321,7 +321,8 @@ def quality_report(
         snapshot = report.run(Dataset.from_pandas(table, data_definition=_data_definition(columns)))
     checks = quality_checks(table, skipped, config) + _evidently_tests(snapshot)
     splits = {s: int(n) for s, n in table["split"].value_counts(sort=False).items()}
-    verdict = Verdict("quality", config.mode, checks, {"images_per_split": splits})
+    details = {"images_per_split": splits, "skipped": len(skipped)}
+    verdict = Verdict("quality", config.mode, checks, details)
     return verdict, _with_summary(snapshot.get_html_str(as_iframe=False), verdict)
 
 

@@ -1,0 +1,74 @@
+"""Step: drift of new images against the production model's training images."""
+
+import logging
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.types import HTMLString
+
+from xray.constants import INFERENCE_DRIFT_ARTIFACT, INFERENCE_DRIFT_REPORT_ARTIFACT
+from xray.validation import DriftGateConfig, drift_report
+
+logger = logging.getLogger(__name__)
+
+
+@step
+def check_inference_drift(
+    statistics: pd.DataFrame,
+    reference: pd.DataFrame,
+    config: DriftGateConfig | None = None,
+    min_images: int = 30,
+) -> tuple[
+    Annotated[HTMLString, INFERENCE_DRIFT_REPORT_ARTIFACT],
+    Annotated[dict[str, Any], INFERENCE_DRIFT_ARTIFACT],
+]:
+    """Compares the statistics of the new images with the model's training split
+    (Evidently, the same statistics and test as the training pipeline's drift check).
+
+    Args:
+        statistics: Statistics of the new images (split ``new``).
+        reference: The production version's statistics table (its ``train`` rows are
+            the reference).
+        config: Statistics compared, method and the drift share that counts as drift.
+        min_images: Fewer new images than this are not tested (a distribution test on a
+            handful of images means nothing); the result says so.
+
+    Returns:
+        The HTML report and ``{"drift_detected", "share_drifted", "drifted_features",
+        ...}`` with per-statistic scores.
+    """
+    config = config or DriftGateConfig()
+    train = reference[reference["split"] == "train"]
+    result: dict[str, Any] = {
+        "drift_detected": False,
+        "share_drifted": 0.0,
+        "drifted_features": [],
+        "images": len(statistics),
+        "reference_images": len(train),
+        "max_drift_share": config.max_drift_share,
+        "tested": len(statistics) >= min_images,
+    }
+    if not result["tested"]:
+        note = (
+            f"Not tested: {len(statistics)} image(s), at least {min_images} are needed "
+            "(check_inference_drift.min_images)."
+        )
+        logger.warning(note)
+        result["note"] = note
+        log_metadata(metadata=result)
+        return HTMLString(f"<html><body><p>{note}</p></body></html>"), result
+    verdict, report = drift_report(
+        statistics, config, reference=train.assign(split="reference"), current=("new",)
+    )
+    details = verdict.details["splits"]["new"]
+    result.update(
+        drift_detected=not verdict.passed,
+        share_drifted=float(details["share"]),
+        drifted_features=list(details["drifted_columns"]),
+        scores={c: r["score"] for c, r in details["columns"].items()},
+        method={c: r["method"] for c, r in details["columns"].items()},
+    )
+    (logger.warning if result["drift_detected"] else logger.info)(verdict.message())
+    log_metadata(metadata={k: v for k, v in result.items() if k not in ("scores", "method")})
+    return HTMLString(report), result

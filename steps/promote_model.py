@@ -1,0 +1,87 @@
+"""Step: promote the new model version to production only when it is better."""
+
+import hashlib
+import logging
+from typing import Annotated, Any
+
+import pandas as pd
+from zenml import get_step_context, log_metadata, step
+
+from lifecycle.production import production_version
+from xray.constants import IMAGE_STATISTICS_ARTIFACT, MODEL_ARTIFACT, PROMOTION_ARTIFACT
+from xray.dataset import ImageDataset
+from xray.model import KerasModelFile
+from xray.promotion import PromotionGates, compare, comparison_indices, decide
+from xray.training import predict_probabilities
+
+logger = logging.getLogger(__name__)
+
+
+def _seen_by(version: Any) -> set[str]:
+    """SHA-256 of every image the version was trained or tuned on (train + val)."""
+    try:
+        table: pd.DataFrame = version.get_artifact(IMAGE_STATISTICS_ARTIFACT).load()
+    except (AttributeError, KeyError):  # no statistics recorded: nothing to exclude
+        return set()
+    return set(table.loc[table["split"].isin(["train", "val"]), "sha256"])
+
+
+@step(enable_cache=False)
+def promote_model(
+    model: KerasModelFile,
+    test_set: ImageDataset,
+    metrics: dict[str, Any],
+    threshold: float,
+    gates: PromotionGates | None = None,
+) -> Annotated[dict[str, Any], PROMOTION_ARTIFACT]:
+    """Moves this run's model version to ``production`` when it passes the gates, else to
+    ``staging``; the decision and every reason go into the version's metadata.
+
+    The production model is re-scored here on this run's test split, without the images
+    it was trained or tuned on, and the new model on the same images.
+
+    Args:
+        model: This run's model.
+        test_set: This run's test split.
+        metrics: This run's test metrics (absolute gates).
+        threshold: This run's decision threshold.
+        gates: Minimum AUC and sensitivity, tolerated loss against production.
+
+    Returns:
+        The decision (promoted, stage, reasons, checks, both models' comparison metrics).
+    """
+    gates = gates or PromotionGates()
+    version = get_step_context().model
+    production = production_version(version.name)
+    comparison = None
+    if production is not None and production.id != version.id:
+        old = production.get_model_artifact(MODEL_ARTIFACT).load()
+        old_threshold = float(production.run_metadata["threshold"])
+        test_hashes = [hashlib.sha256(image).hexdigest() for image in test_set.images]
+        keep, excluded = comparison_indices(test_hashes, _seen_by(production))
+        comparison = compare(
+            test_set.labels,
+            predict_probabilities(model.load(), test_set.images, model.image_size),
+            threshold,
+            predict_probabilities(old.load(), test_set.images, old.image_size),
+            old_threshold,
+            keep,
+            excluded,
+        )
+    decision = decide(
+        metrics, gates, comparison, str(production.number) if production is not None else None
+    )
+    version.set_stage(decision.stage, force=True)
+    record = decision.to_dict()
+    version.log_metadata({"promotion": record})
+    log_metadata(
+        metadata={
+            "promoted": decision.promoted,
+            "stage": decision.stage,
+            "reasons": decision.reasons,
+        }
+    )
+    (logger.info if decision.promoted else logger.warning)(
+        "Model %s version %s: %s", version.name, version.version, decision.message()
+    )
+    return record

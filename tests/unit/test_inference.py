@@ -1,0 +1,273 @@
+import re
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import xray.inference as inference
+from synthetic import encode, make_kaggle_tree, synthetic_pixels, write_class_folder
+from xray.dataset import SkippedFile
+from xray.image_stats import statistics_table
+from xray.inference import InputImage, find_inputs, labelled_metrics, score_images
+from xray.loading import DataError, load_images
+from xray.model import build_model
+from xray.training import predict_probabilities
+
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    return build_model("compact_cnn", image_size=IMAGE_SIZE, weights=None, augment=False).model
+
+
+def _write(path: Path, label: int = 0, size: int = 40, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = synthetic_pixels(label, size, np.random.default_rng(seed))
+    path.write_bytes(encode(pixels, "PNG" if path.suffix == ".png" else "JPEG"))
+    return path
+
+
+def test_find_inputs_kaggle_layout(tmp_path: Path) -> None:
+    root = make_kaggle_tree(tmp_path / "xr", {"train": 2, "val": 1, "test": 1}, size=40)
+    (root / "test" / "NORMAL").rename(root / "test" / "normal")
+    files, skipped, layout = find_inputs(str(root))
+    assert layout == "kaggle" and skipped == []
+    assert [f.rel_path for f in files] == sorted(f.rel_path for f in files)
+    assert len(files) == 8
+    truths = {f.rel_path.split("/")[1].upper(): set() for f in files}
+    for f in files:
+        truths[f.rel_path.split("/")[1].upper()].add(f.truth)
+    assert truths == {"NORMAL": {0}, "PNEUMONIA": {1}}
+    assert all(Path(f.uri.removeprefix("file://")).is_file() for f in files)
+
+
+def test_find_inputs_one_class_folder_alone_is_labelled(tmp_path: Path) -> None:
+    write_class_folder(tmp_path / "new" / "PNEUMONIA", 1, 3, 40, seed=0)
+    files, skipped, layout = find_inputs(str(tmp_path / "new"))
+    assert layout == "single" and skipped == []
+    assert [f.truth for f in files] == [1, 1, 1]
+    assert all(f.rel_path.startswith("PNEUMONIA/") for f in files)
+
+
+def test_find_inputs_unlabelled_nested_folder(tmp_path: Path) -> None:
+    root = tmp_path / "batch"
+    for rel in ["b/deep/x.jpeg", "a.png", "train/w.JPG", ".hidden.jpeg", ".cache/z.jpeg"]:
+        _write(root / rel)
+    (root / "b" / "notes.txt").write_text("not an image")
+    files, skipped, layout = find_inputs(str(root))
+    assert layout == "unlabelled"
+    assert [f.rel_path for f in files] == ["a.png", "b/deep/x.jpeg", "train/w.JPG"]
+    assert all(f.truth is None for f in files)
+    assert skipped == [SkippedFile("b/notes.txt", "not an image file (extension '.txt')")]
+
+
+def test_find_inputs_steps_into_a_lone_chest_xray_folder(tmp_path: Path) -> None:
+    make_kaggle_tree(tmp_path / "download" / "chest_xray", {"train": 1, "test": 1}, size=40)
+    files, _, layout = find_inputs(str(tmp_path / "download"))
+    assert layout == "kaggle" and files[0].rel_path.startswith("test/NORMAL/")
+
+
+def test_find_inputs_single_file(tmp_path: Path) -> None:
+    image = _write(tmp_path / "scan.png")
+    files, skipped, layout = find_inputs(str(image))
+    assert layout == "file" and skipped == []
+    assert files == [InputImage(files[0].uri, "scan.png", None)]
+    other = tmp_path / "report.pdf"
+    other.write_bytes(b"%PDF")
+    with pytest.raises(DataError, match=r"report\.pdf.*\.jpeg, \.jpg, \.png"):
+        find_inputs(str(other))
+
+
+def test_find_inputs_missing_or_empty_folder_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=f"{re.escape(str(missing))} does not exist"):
+        find_inputs(str(missing))
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "readme.md").write_text("x")
+    with pytest.raises(
+        DataError, match=rf"No \.jpeg/\.jpg/\.png image .*{re.escape(str(empty))}.*readme\.md"
+    ):
+        find_inputs(str(empty))
+
+
+@pytest.fixture
+def labelled_folder(tmp_path: Path) -> Path:
+    """NORMAL and PNEUMONIA images of mixed sizes, and one corrupt file."""
+    root = tmp_path / "new"
+    write_class_folder(root / "NORMAL", 0, 3, 40, seed=1)
+    write_class_folder(root / "PNEUMONIA", 1, 3, 56, seed=2)
+    (root / "PNEUMONIA" / "broken.jpeg").write_bytes(
+        (root / "NORMAL" / "IM-0100-0001.jpeg").read_bytes()[:200]
+    )
+    return root
+
+
+def test_score_images_schema_order_skips_and_probabilities(
+    model: Any, labelled_folder: Path
+) -> None:
+    files, _, _ = find_inputs(str(labelled_folder))
+    reference = load_images(str(labelled_folder), min_images=2)  # skips the broken file too
+    expected = predict_probabilities(model, reference.images, IMAGE_SIZE)
+    threshold = float(np.median(expected))
+    result = score_images(model, files, IMAGE_SIZE, threshold, batch_size=4, workers=2)
+
+    assert result.skipped == [SkippedFile("PNEUMONIA/broken.jpeg", result.skipped[0].reason)]
+    assert "corrupt or truncated" in result.skipped[0].reason
+    p = result.predictions
+    assert list(p.columns) == ["file", "probability", "label", "truth"]
+    assert list(p["file"]) == [f.rel_path for f in files if f.rel_path != "PNEUMONIA/broken.jpeg"]
+    assert list(p["file"]) == reference.paths
+    np.testing.assert_allclose(p["probability"], expected, atol=1e-5)
+    assert list(p["truth"]) == ["NORMAL"] * 3 + ["PNEUMONIA"] * 3
+    assert list(p["label"]) == [
+        "PNEUMONIA" if v >= threshold else "NORMAL" for v in p["probability"]
+    ]
+    assert set(p["label"]) == {"NORMAL", "PNEUMONIA"}
+
+    pd.testing.assert_frame_equal(result.statistics, statistics_table({"new": reference}))
+    assert set(result.statistics["split"]) == {"new"}
+
+
+def test_score_images_unknown_truth_and_no_files(model: Any, tmp_path: Path) -> None:
+    _write(tmp_path / "in" / "person7_virus_9.jpeg", label=1)
+    files, _, _ = find_inputs(str(tmp_path / "in"))
+    result = score_images(model, files, IMAGE_SIZE, threshold=0.0)
+    assert list(result.predictions["truth"]) == [""]
+    assert list(result.predictions["label"]) == ["PNEUMONIA"]
+    assert result.statistics.loc[0, ["label", "patient"]].tolist() == ["unknown", "person7"]
+    empty = score_images(model, [], IMAGE_SIZE, threshold=0.5)
+    assert empty.predictions.empty and list(empty.predictions.columns) == [
+        "file",
+        "probability",
+        "label",
+        "truth",
+    ]
+
+
+def test_s3_input_matches_local(model: Any, labelled_folder: Path, s3_endpoint: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="incoming")
+    for path in labelled_folder.rglob("*.jpeg"):
+        key = f"batch/{path.relative_to(labelled_folder).as_posix()}"
+        s3.upload_file(str(path), "incoming", key)
+    files, _, layout = find_inputs("s3://incoming/batch")
+    local_files, _, _ = find_inputs(str(labelled_folder))
+    assert layout == "single" and files[0].uri.startswith("s3://incoming/batch/")
+    assert [(f.rel_path, f.truth) for f in files] == [(f.rel_path, f.truth) for f in local_files]
+    remote = score_images(model, files, IMAGE_SIZE, 0.5, batch_size=4)
+    local = score_images(model, local_files, IMAGE_SIZE, 0.5, batch_size=4)
+    pd.testing.assert_frame_equal(remote.predictions, local.predictions)
+    assert [s.path for s in remote.skipped] == ["PNEUMONIA/broken.jpeg"]
+    with pytest.raises(DataError, match="s3://incoming/nothing does not exist"):
+        find_inputs("s3://incoming/nothing")
+
+
+class _Tracker:
+    """Counts how many of the read file contents and decoded images are alive at once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, retain: bool = False) -> None:
+        self.lock = threading.Lock()
+        self.reads = 0
+        self.live_bytes = self.peak_bytes = 0
+        self.live_images = self.peak_images = 0
+        self.retained: list[Any] = []
+        self.calls: list[tuple[int, int, int]] = []
+        tracker = self
+
+        class TrackedBytes(bytes):
+            def __del__(self) -> None:
+                with tracker.lock:
+                    tracker.live_bytes -= 1
+
+        read, examine = inference._read_file, inference._examine
+
+        def tracked_read(uri: str) -> bytes:
+            data = TrackedBytes(read(uri))
+            with self.lock:
+                self.reads += 1
+                self.live_bytes += 1
+                self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+            if retain:
+                self.retained.append(data)
+            return data
+
+        def image_gone() -> None:
+            with self.lock:
+                self.live_images -= 1
+
+        def tracked_examine(*args: Any) -> Any:
+            outcome = examine(*args)
+            if not isinstance(outcome, str):
+                weakref.finalize(outcome[1], image_gone)
+                with self.lock:
+                    self.live_images += 1
+                    self.peak_images = max(self.peak_images, self.live_images)
+                if retain:
+                    self.retained.append(outcome[1])
+            return outcome
+
+        monkeypatch.setattr(inference, "_read_file", tracked_read)
+        monkeypatch.setattr(inference, "_examine", tracked_examine)
+
+    def progress(self, done: int, total: int) -> None:
+        self.calls.append((done, total, self.reads))
+
+
+@pytest.fixture
+def ten_images(tmp_path: Path) -> list[InputImage]:
+    write_class_folder(tmp_path / "ten", 0, 10, 36, seed=3)
+    return find_inputs(str(tmp_path / "ten"))[0]
+
+
+def test_score_images_holds_at_most_two_batches(
+    model: Any, ten_images: list[InputImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = _Tracker(monkeypatch)
+    result = score_images(
+        model, ten_images, IMAGE_SIZE, 0.5, batch_size=3, workers=2, progress=tracker.progress
+    )
+    assert len(result.predictions) == 10 and tracker.reads == 10
+    assert [(done, total) for done, total, _ in tracker.calls] == [
+        (3, 10),
+        (6, 10),
+        (9, 10),
+        (10, 10),
+    ]
+    # When a batch is done, at most the next one has been read ahead.
+    assert all(reads <= done + 3 for done, _, reads in tracker.calls)
+    assert tracker.peak_images <= 2 * 3  # decoded: the batch being scored and the next one
+    assert tracker.peak_bytes <= 2  # encoded: only while a worker thread handles the file
+    assert tracker.live_bytes == 0 and tracker.live_images == 0
+
+
+def test_bound_check_catches_an_implementation_that_keeps_images(
+    model: Any, ten_images: list[InputImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracker = _Tracker(monkeypatch, retain=True)
+    score_images(model, ten_images, IMAGE_SIZE, 0.5, batch_size=3, workers=2)
+    assert tracker.peak_bytes == 10 and tracker.peak_images == 10
+
+
+def test_labelled_metrics() -> None:
+    predictions = pd.DataFrame(
+        {
+            "file": ["a", "b", "c", "d"],
+            "probability": [0.2, 0.9, 0.7, 0.4],
+            "label": ["NORMAL", "PNEUMONIA", "PNEUMONIA", "NORMAL"],
+            "truth": ["NORMAL", "PNEUMONIA", "", "PNEUMONIA"],
+        }
+    )
+    metrics = labelled_metrics(predictions, threshold=0.5)
+    assert metrics is not None
+    assert metrics["labelled"] == metrics["n"] == 3
+    assert (metrics["tn"], metrics["fp"], metrics["fn"], metrics["tp"]) == (1, 0, 1, 1)
+    assert metrics["roc_auc"] == 1.0 and metrics["threshold"] == 0.5
+    assert labelled_metrics(predictions.assign(truth=""), threshold=0.5) is None

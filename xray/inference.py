@@ -1,0 +1,354 @@
+"""Batch inference: score a folder (or one file) of chest X-rays, streaming, in bounded memory.
+
+Input is a local path or an ``s3://`` / ``gs://`` URI to one image or a folder. Every
+``.jpeg``/``.jpg``/``.png`` below a folder is scored; images in ``NORMAL/`` or
+``PNEUMONIA/`` class folders (directly under the folder, or under ``train/``, ``val/``,
+``test/``) carry that class as the known truth, so labelled data also gets metrics.
+
+Files are read, checked and decoded ``batch_size`` at a time on a thread pool, while the
+model runs on the batch before (see :func:`score_images`): memory holds at most two
+batches of decoded images whatever the folder's size. Decoding for the model is the one
+shared preprocessing (:func:`xray.preprocessing.prepare_image`), so scores equal those of
+:func:`xray.training.predict_probabilities` and of the service.
+"""
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+
+from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, POSITIVE_CLASS, SPLIT_NAMES
+from xray.dataset import SkippedFile
+from xray.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
+from xray.images import MAX_PIXELS, ImageError, inspect_image
+from xray.loading import DataError, _is_hidden
+from xray.metrics import classification_metrics
+from xray.patients import patient_id_or_file
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS: tuple[str, ...] = ("file", "probability", "label", "truth")
+STATISTICS_SPLIT = "new"
+UNKNOWN_LABEL = "unknown"
+FORWARD_BATCH = 64
+"""Images per forward pass: bounds the model's activation memory, whatever ``batch_size``."""
+
+_EXTENSIONS = ".jpeg/.jpg/.png"  # IMAGE_EXTENSIONS, as people write them
+EXPECTED_INPUT = (
+    f"expected one {_EXTENSIONS} file, or a folder of them (any nesting; images in "
+    "NORMAL/ or PNEUMONIA/ class folders, directly or under train/val/test/, are scored "
+    "against that class)"
+)
+_CLASS_INDEX = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
+_SPLITS = {name.lower() for name in SPLIT_NAMES}
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """An image to score.
+
+    Attributes:
+        uri: Where to read it (fsspec URL).
+        rel_path: Its path relative to the input folder (the file name for a single file).
+        truth: Class index (0 NORMAL, 1 PNEUMONIA) when it sits in a class folder, else None.
+    """
+
+    uri: str
+    rel_path: str
+    truth: int | None
+
+
+@dataclass
+class InferenceResult:
+    """What scoring produced.
+
+    Attributes:
+        predictions: One row per scored image, in input order: ``file`` (relative path),
+            ``probability`` (P(PNEUMONIA)), ``label`` (at the threshold) and ``truth``
+            (class name, or ``""`` when unknown).
+        statistics: Per-image statistics with the columns of
+            :func:`xray.image_stats.statistics_table` (split ``"new"``), for drift checks.
+        skipped: Files that could not be scored, with the reason.
+    """
+
+    predictions: pd.DataFrame
+    statistics: pd.DataFrame
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str, str | None]:
+    """The filesystem, the stripped path and what is there: ``"file"``, ``"folder"`` or None."""
+    try:
+        fs, path = fsspec.core.url_to_fs(root)
+        fs.invalidate_cache()  # remote listings are cached per process; always list afresh
+        if fs.isdir(path):
+            return fs, path, "folder"
+        return fs, path, "file" if fs.isfile(path) else None
+    except ImportError as exc:
+        raise DataError(f"Cannot read {root}: {exc}. Install the project's dependencies.") from exc
+    except Exception as exc:  # noqa: BLE001 - network, credentials, permissions...
+        hint = (
+            " Check your cloud credentials (AWS profile / GOOGLE_APPLICATION_CREDENTIALS) and "
+            "network access to the bucket."
+            if "://" in root
+            else ""
+        )
+        raise DataError(f"Cannot read the input {root}: {exc!r}.{hint}") from exc
+
+
+def _extension(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
+
+
+def _truth(parts: list[str]) -> tuple[int | None, str]:
+    """The class a relative path's folders give (and the layout they show), if any."""
+    if len(parts) >= 2 and parts[0].lower() in _CLASS_INDEX:
+        return _CLASS_INDEX[parts[0].lower()], "single"
+    if len(parts) >= 3 and parts[0].lower() in _SPLITS and parts[1].lower() in _CLASS_INDEX:
+        return _CLASS_INDEX[parts[1].lower()], "kaggle"
+    return None, "unlabelled"
+
+
+def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
+    """Lists the images to score under ``root``, without reading their contents.
+
+    Args:
+        root: A local path or fsspec URL (``s3://``, ``gs://``) to one image file or to
+            a folder. A folder whose top level holds ``NORMAL``/``PNEUMONIA`` class
+            folders (case-insensitive; one class alone is fine), or ``train``/``val``/
+            ``test`` folders holding them, is labelled; every other image below it (hidden
+            files and folders excepted) is scored with an unknown truth. A folder holding
+            nothing but a ``chest_xray/`` folder (the Kaggle archive) is stepped into.
+
+    Returns:
+        The images sorted by relative path, the files skipped for their extension, and
+        the layout: ``"file"``, ``"kaggle"``, ``"single"`` or ``"unlabelled"``.
+
+    Raises:
+        DataError: If ``root`` does not exist, is a file that is not a JPEG or PNG, or
+            is a folder with no image in it.
+    """
+    fs, path, kind = _filesystem(root)
+    if kind is None:
+        raise DataError(f"Input {root} does not exist: {EXPECTED_INPUT}. Check the path.")
+    if kind == "file":
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        ext = _extension(name)
+        if ext not in IMAGE_EXTENSIONS:
+            raise DataError(
+                f"Input file {root} is not an image file: its extension '{ext or 'none'}' "
+                f"is not one of {_EXTENSIONS.replace('/', ', ')}. Pass a JPEG or PNG "
+                "file, or a folder of them."
+            )
+        return [InputImage(fs.unstrip_protocol(path), name, None)], [], "file"
+
+    prefix = path.rstrip("/") + "/"
+    listed: list[tuple[str, str]] = []  # (full name, path relative to root)
+    for name in fs.find(path, withdirs=False):
+        rel = name[len(prefix) :] if name.startswith(prefix) else name.rsplit("/", 1)[-1]
+        if rel and not any(_is_hidden(part) for part in rel.split("/")):
+            listed.append((name, rel))
+    tops = {rel.split("/", 1)[0] for _, rel in listed}
+    only = next(iter(tops)) if len(tops) == 1 else ""
+    if only.lower() == "chest_xray" and all("/" in rel for _, rel in listed):
+        logger.info("Using the chest_xray/ folder inside %s", root)
+        listed = [(name, rel.split("/", 1)[1]) for name, rel in listed]
+
+    files: list[InputImage] = []
+    skipped: list[SkippedFile] = []
+    layouts: set[str] = set()
+    for name, rel in sorted(listed, key=lambda item: item[1]):
+        ext = _extension(rel)
+        if ext not in IMAGE_EXTENSIONS:
+            skipped.append(SkippedFile(rel, f"not an image file (extension '{ext or 'none'}')"))
+            continue
+        truth, layout = _truth(rel.split("/"))
+        layouts.add(layout)
+        files.append(InputImage(fs.unstrip_protocol(name), rel, truth))
+    if not files:
+        others = f" ({len(skipped)} other file(s), e.g. {skipped[0].path})" if skipped else ""
+        raise DataError(
+            f"No {_EXTENSIONS} image in the input folder {root}{others}: {EXPECTED_INPUT}."
+        )
+    layout = next((name for name in ("kaggle", "single") if name in layouts), "unlabelled")
+    return files, skipped, layout
+
+
+def _read_file(uri: str) -> bytes:
+    with fsspec.open(uri, "rb") as handle:
+        return handle.read()
+
+
+def _examine(
+    file: InputImage, prepare: Callable[[bytes], Any], max_pixels: int
+) -> tuple[dict[str, Any], np.ndarray] | str:
+    """Reads, checks, describes and decodes one file; the reason it is unusable otherwise.
+
+    Only this call holds the file's bytes: what it returns is the statistics row and the
+    model input (``[S, S, 3]`` uint8).
+    """
+    try:
+        data = _read_file(file.uri)
+    except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
+        return f"cannot read file: {exc}"
+    try:
+        inspect_image(data, max_pixels=max_pixels)
+        statistics = image_statistics(data)
+        pixels = prepare(data).numpy()
+    except ImageError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - e.g. a JPEG variant TensorFlow cannot decode
+        return f"cannot decode for the model: {str(exc).strip().splitlines()[0][:200]}"
+    return statistics, pixels
+
+
+def _score_batch(
+    batch: Sequence[InputImage],
+    outcomes: Sequence[tuple[dict[str, Any], np.ndarray] | str],
+    forward: Callable[[np.ndarray], np.ndarray],
+    threshold: float,
+    predictions: list[dict[str, Any]],
+    statistics: list[dict[str, Any]],
+    skipped: list[SkippedFile],
+) -> None:
+    """Runs the model on one batch's decoded images and appends its rows."""
+    kept = [(f, o) for f, o in zip(batch, outcomes, strict=True) if not isinstance(o, str)]
+    for f, outcome in zip(batch, outcomes, strict=True):
+        if isinstance(outcome, str):
+            logger.warning("Skipped %s: %s", f.rel_path, outcome)
+            skipped.append(SkippedFile(f.rel_path, outcome))
+    if not kept:
+        return
+    images = np.stack([image for _, (_, image) in kept])
+    probabilities = np.concatenate(
+        [forward(images[i : i + FORWARD_BATCH]) for i in range(0, len(images), FORWARD_BATCH)]
+    )
+    for (f, (row, _)), probability in zip(kept, probabilities.tolist(), strict=True):
+        truth = CLASS_NAMES[f.truth] if f.truth is not None else ""
+        predictions.append(
+            {
+                "file": f.rel_path,
+                "probability": probability,
+                "label": POSITIVE_CLASS if probability >= threshold else CLASS_NAMES[0],
+                "truth": truth,
+            }
+        )
+        name = f.rel_path.rsplit("/", 1)[-1]
+        row.update(
+            path=f.rel_path,
+            split=STATISTICS_SPLIT,
+            patient=patient_id_or_file(name)[0],
+            label=truth or UNKNOWN_LABEL,
+        )
+        statistics.append(row)
+
+
+def score_images(
+    model: Any,
+    files: Sequence[InputImage],
+    image_size: int,
+    threshold: float,
+    batch_size: int = 256,
+    workers: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> InferenceResult:
+    """Scores images streaming, ``batch_size`` at a time, with the model's decision threshold.
+
+    While the model runs on one batch, the thread pool reads, checks
+    (:func:`xray.images.inspect_image`), describes (:func:`xray.image_stats.image_statistics`)
+    and decodes (:func:`xray.preprocessing.prepare_image`) the next one. A file's bytes live
+    only while its thread works on it; at most two batches of decoded images are held.
+    Unusable files are skipped with the reason; the run goes on.
+
+    Args:
+        model: A loaded Keras model (raw ``uint8`` images in, P(PNEUMONIA) out).
+        files: The images to score (see :func:`find_inputs`).
+        image_size: The model's input side length (:func:`xray.model.model_image_size`).
+        threshold: Predict PNEUMONIA when P(PNEUMONIA) >= threshold.
+        batch_size: Files read and decoded per batch.
+        workers: Threads that read, check and decode files.
+        progress: Called as ``progress(done, total)`` after each batch (files done,
+            skipped ones included).
+        max_pixels: Largest accepted image (width x height).
+
+    Returns:
+        Predictions, image statistics and skipped files (see :class:`InferenceResult`).
+    """
+    import tensorflow as tf
+
+    from xray.preprocessing import prepare_image
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
+    prepare = tf.function(
+        lambda data: prepare_image(data, image_size),
+        input_signature=[tf.TensorSpec([], tf.string)],
+        autograph=False,
+    )
+    model_call = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)],
+        autograph=False,
+    )
+
+    def forward(pixels: np.ndarray) -> np.ndarray:
+        return model_call(pixels).numpy().reshape(-1)
+
+    batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+    predictions: list[dict[str, Any]] = []
+    statistics: list[dict[str, Any]] = []
+    skipped: list[SkippedFile] = []
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+
+        def submit(batch: Sequence[InputImage]) -> list[Future]:
+            return [pool.submit(_examine, f, prepare, max_pixels) for f in batch]
+
+        upcoming = submit(batches[0]) if batches else []
+        for k, batch in enumerate(batches):
+            current = upcoming
+            # Queued behind this batch: the pool works on it while the model runs below.
+            upcoming = submit(batches[k + 1]) if k + 1 < len(batches) else []
+            outcomes = [future.result() for future in current]
+            del current
+            _score_batch(batch, outcomes, forward, threshold, predictions, statistics, skipped)
+            del outcomes
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(files))
+
+    statistics_columns = [*ID_COLUMNS, *CATEGORICAL_COLUMNS, *DRIFT_COLUMNS]
+    return InferenceResult(
+        predictions=pd.DataFrame(predictions, columns=list(PREDICTION_COLUMNS)),
+        statistics=pd.DataFrame(statistics, columns=statistics_columns),
+        skipped=skipped,
+    )
+
+
+def labelled_metrics(predictions: pd.DataFrame, threshold: float) -> dict[str, Any] | None:
+    """Classification metrics over the predictions whose truth is known.
+
+    Args:
+        predictions: :attr:`InferenceResult.predictions`.
+        threshold: The decision threshold the labels were made with.
+
+    Returns:
+        :func:`xray.metrics.classification_metrics` plus ``labelled`` (the number of
+        images with a known truth), or None when no truth is known.
+    """
+    known = predictions[predictions["truth"] != ""]
+    if known.empty:
+        return None
+    y_true = (known["truth"] == POSITIVE_CLASS).to_numpy(dtype=np.int64)
+    metrics: dict[str, Any] = classification_metrics(
+        y_true, known["probability"].to_numpy(dtype=np.float64), threshold
+    )
+    metrics["labelled"] = len(known)
+    return metrics

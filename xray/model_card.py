@@ -1,0 +1,679 @@
+"""The model card, in Markdown and as standalone HTML, rendered from one plain dict.
+
+Both formats are rendered from the same list of sections (headings, paragraphs, bullet
+lists, tables), so they cannot say different things. Every value taken from the card
+dict is escaped for each format; missing optional parts read "not recorded".
+"""
+
+import html
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Required, TypedDict
+
+from xray.constants import CLASS_NAMES, SPLIT_NAMES
+from xray.serving import DISCLAIMER
+
+NOT_RECORDED = "not recorded"
+NOT_AVAILABLE = "n/a"
+
+DATA_ATTRIBUTION = (
+    "Kermany, D., Zhang, K., Goldbaum, M. (2018). Labeled Optical Coherence Tomography "
+    "(OCT) and Chest X-Ray Images for Classification. Mendeley Data, v2. "
+    "doi:10.17632/rscbjbr9sj.2"
+)
+
+# Test metrics of xray.metrics.classification_metrics shown in the performance table.
+PERFORMANCE_ROWS = (
+    ("roc_auc", "ROC AUC"),
+    ("pr_auc", "PR AUC (average precision)"),
+    ("accuracy", "Accuracy"),
+    ("sensitivity", "Sensitivity (recall of PNEUMONIA)"),
+    ("specificity", "Specificity"),
+    ("precision", "Precision (positive predictive value)"),
+    ("f1", "F1"),
+)
+
+
+class SplitCounts(TypedDict, total=False):
+    """Images of one split: per class, in all, and distinct patients."""
+
+    NORMAL: int
+    PNEUMONIA: int
+    images: int
+    patients: int
+
+
+class CardData(TypedDict, total=False):
+    """Where the images came from and how they were split."""
+
+    source: str | list[str]
+    fingerprint: str
+    splits: dict[str, SplitCounts]  # keys "train", "val", "test"
+    split_rule: str  # e.g. "patient-level, seed 42, official test folder kept"
+    skipped: int  # files skipped while loading
+
+
+class CardTraining(TypedDict, total=False):
+    """The training configuration and what actually happened.
+
+    ``config`` holds the run's training settings (any keys). When there is no ``config``
+    key, every key other than the three facts below is shown as a setting.
+    """
+
+    config: dict[str, Any]
+    pretrained: bool  # whether ImageNet weights were loaded into the backbone
+    epochs_run: int
+    best_val_auc: float
+
+
+class CardThreshold(TypedDict, total=False):
+    """The operating threshold, chosen on the validation split."""
+
+    value: float
+    rule: str  # "target_sensitivity" or "youden"
+    target_sensitivity: float
+    val_sensitivity: float
+    val_specificity: float
+
+
+class CardValidation(TypedDict, total=False):
+    """Verdicts of the data quality and drift gates.
+
+    ``quality_failed_checks`` and ``drift_failed_checks`` (the keys of the
+    ``validation_gate`` step's summary) are read when the short keys are absent.
+    """
+
+    passed: bool
+    warnings: list[str]
+    drift_share: float
+    quality_failed: list[str]
+    drift_failed: list[str]
+
+
+class ModelCard(TypedDict, total=False):
+    """Everything the model card says. Only the name and version are required.
+
+    ``metrics`` is the output of :func:`xray.metrics.classification_metrics` on the test
+    split, ``intervals`` of :func:`xray.metrics.bootstrap_intervals` (95% level) and
+    ``calibration`` of :func:`xray.metrics.calibration_summary`.
+    """
+
+    model_name: Required[str]
+    model_version: Required[str]
+    created: str  # ISO date
+    data: CardData
+    training: CardTraining
+    metrics: dict[str, Any]
+    intervals: dict[str, list[float]]
+    threshold: CardThreshold
+    calibration: dict[str, Any]
+    validation: CardValidation
+
+
+# --- Section data: what both formats render ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Code:
+    """An identifier or literal value (path, fingerprint, setting), set in monospace."""
+
+    text: str
+
+
+Inline = str | Code
+"""Text (escaped in both formats) or a code span."""
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    parts: tuple[Inline, ...]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A prominent warning box (the disclaimer)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple[tuple[Inline, ...], ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[Inline, ...], ...]
+
+
+Block = Paragraph | Notice | Bullets | Table
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple[Block, ...]
+
+
+# --- Formatting of values -------------------------------------------------------------
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    """A metric-like number with ``digits`` decimals; NaN as n/a; None as not recorded."""
+    if _is_missing(value):
+        return NOT_RECORDED
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return NOT_AVAILABLE if math.isnan(number) else f"{number:.{digits}f}"
+
+
+def _count(value: Any) -> str:
+    """A count as an integer; None as not recorded."""
+    if _is_missing(value):
+        return NOT_RECORDED
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return NOT_AVAILABLE
+    return str(int(number)) if number.is_integer() else _number(number)
+
+
+def _interval(bounds: Any) -> str:
+    if _is_missing(bounds):
+        return NOT_RECORDED
+    low, high = bounds
+    if math.isnan(float(low)) or math.isnan(float(high)):
+        return NOT_AVAILABLE
+    return f"{_number(low)}–{_number(high)}"
+
+
+def _setting(value: Any) -> str:
+    """A configuration value as written in a run config (JSON literals, compact floats)."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _text(value: Any) -> str:
+    return NOT_RECORDED if _is_missing(value) else str(value)
+
+
+def _code(value: Any) -> Inline:
+    return NOT_RECORDED if _is_missing(value) else Code(str(value))
+
+
+def _yes_no_failed(failed: Any) -> str:
+    if failed is None:
+        return NOT_RECORDED
+    if not failed:
+        return "passed"
+    return "failed: " + ", ".join(str(name) for name in failed)
+
+
+# --- Sections ------------------------------------------------------------------------
+
+
+def _intended_use() -> Section:
+    return Section(
+        "Intended use",
+        (
+            Notice(DISCLAIMER),
+            Paragraph(
+                (
+                    "The model classifies a frontal chest X-ray as NORMAL or PNEUMONIA and "
+                    "returns P(PNEUMONIA) with the label at the operating threshold below. "
+                    "It exists to demonstrate reproducible training, evaluation, data "
+                    "validation and serving of an image classifier, for research and "
+                    "teaching.",
+                )
+            ),
+            Paragraph(
+                (
+                    "Out of scope: diagnosis, screening, triage or any other clinical "
+                    "decision; adults; images from other hospitals or devices without a new "
+                    "validation; images that are not frontal chest radiographs.",
+                )
+            ),
+        ),
+    )
+
+
+def _data(data: dict[str, Any]) -> Section:
+    blocks: list[Block] = []
+    source = data.get("source")
+    sources = [source] if isinstance(source, str) else list(source or [])
+    if len(sources) > 1:
+        blocks.append(Paragraph(("Sources:",)))
+        blocks.append(Bullets(tuple((Code(str(s)),) for s in sources)))
+    else:
+        blocks.append(Paragraph(("Source: ", _code(sources[0] if sources else None))))
+    blocks.append(
+        Paragraph(
+            (
+                "Licence and attribution: when the model is trained on the chest X-ray "
+                "images of Kermany et al. or a derivative of them (such as the Kaggle "
+                '"Chest X-Ray Images (Pneumonia)" set), the data are licensed CC BY 4.0 '
+                f"and must be attributed: {DATA_ATTRIBUTION}. Whoever trains on their own "
+                "data must state that data's licence and attribution instead.",
+            )
+        )
+    )
+    blocks.append(Paragraph(("Split rule: ", _text(data.get("split_rule")))))
+    splits = data.get("splits")
+    if splits:
+        names = list(SPLIT_NAMES) + [name for name in splits if name not in SPLIT_NAMES]
+        rows = tuple(
+            (
+                name,
+                *(
+                    _count((splits.get(name) or {}).get(k))
+                    for k in (*CLASS_NAMES, "images", "patients")
+                ),
+            )
+            for name in names
+        )
+        blocks.append(Table(("Split", *CLASS_NAMES, "Images", "Patients"), rows))
+    else:
+        blocks.append(Paragraph(("Class counts per split: ", NOT_RECORDED)))
+    blocks.append(Paragraph(("Content fingerprint: ", _code(data.get("fingerprint")))))
+    blocks.append(Paragraph(("Files skipped while loading: ", _count(data.get("skipped")))))
+    return Section("Data", tuple(blocks))
+
+
+def _training(training: dict[str, Any]) -> Section:
+    facts = ("pretrained", "epochs_run", "best_val_auc")
+    config = training.get("config")
+    if config is None:
+        config = {k: v for k, v in training.items() if k not in facts}
+    pretrained = training.get("pretrained")
+    if pretrained is None:
+        weights_line = "Pretrained (ImageNet) weights: not recorded."
+    elif pretrained:
+        weights_line = "Pretrained: yes. The backbone started from ImageNet weights."
+    else:
+        weights_line = (
+            "Pretrained: no. No ImageNet weights were used: the network was trained from "
+            "random initialisation on this data alone."
+        )
+        if config.get("weights") == "imagenet":
+            weights_line += (
+                " ImageNet weights were requested, but this backbone has none or they "
+                "could not be loaded."
+            )
+    blocks: list[Block] = [
+        Paragraph((weights_line,)),
+        Bullets(
+            (
+                ("Epochs run: ", _count(training.get("epochs_run"))),
+                ("Best validation ROC AUC: ", _number(training.get("best_val_auc"))),
+            )
+        ),
+    ]
+    if config:
+        rows = tuple((Code(str(k)), Code(_setting(v))) for k, v in config.items())
+        blocks.append(Table(("Setting", "Value"), rows))
+    else:
+        blocks.append(Paragraph(("Training configuration: ", NOT_RECORDED)))
+    return Section("Training", tuple(blocks))
+
+
+def _performance(metrics: dict[str, Any], intervals: dict[str, Any] | None) -> Section:
+    if not metrics:
+        return Section(
+            "Performance on the held-out test split", (Paragraph(("Test metrics: ", NOT_RECORDED)),)
+        )
+
+    def ci(key: str) -> str:
+        if intervals is None:
+            return NOT_RECORDED
+        return _interval(intervals[key]) if key in intervals else "not computed"
+
+    rows = tuple((label, _number(metrics.get(key)), ci(key)) for key, label in PERFORMANCE_ROWS)
+    confusion = Table(
+        ("", "Predicted NORMAL", "Predicted PNEUMONIA"),
+        (
+            (
+                "True NORMAL",
+                f"{_count(metrics.get('tn'))} (TN)",
+                f"{_count(metrics.get('fp'))} (FP)",
+            ),
+            (
+                "True PNEUMONIA",
+                f"{_count(metrics.get('fn'))} (FN)",
+                f"{_count(metrics.get('tp'))} (TP)",
+            ),
+        ),
+    )
+    return Section(
+        "Performance on the held-out test split",
+        (
+            Paragraph(
+                (
+                    f"{_count(metrics.get('n'))} test images, at the operating threshold "
+                    f"{_number(metrics.get('threshold'))} (an image is labelled PNEUMONIA "
+                    "when P(PNEUMONIA) ≥ threshold). Intervals: 95% percentile bootstrap over "
+                    "test images.",
+                )
+            ),
+            Table(("Metric", "Value", "95% CI (bootstrap)"), rows),
+            Paragraph(("Confusion counts on the test split:",)),
+            confusion,
+        ),
+    )
+
+
+def _threshold(threshold: dict[str, Any], metrics: dict[str, Any]) -> Section:
+    value = threshold.get("value", metrics.get("threshold"))
+    if _is_missing(value):
+        return Section("Operating threshold", (Paragraph(("Threshold: ", NOT_RECORDED)),))
+    rule = threshold.get("rule", metrics.get("threshold_rule"))
+    target = threshold.get("target_sensitivity")
+    if rule == "target_sensitivity":
+        how = (
+            "the highest threshold whose validation sensitivity reaches "
+            f"{_number(target)}, so that specificity is as high as it can be at that "
+            "sensitivity"
+        )
+    elif rule == "youden":
+        how = (
+            "the threshold that maximises Youden's J (sensitivity + specificity − 1) on "
+            "validation, giving sensitivity and specificity equal weight"
+        )
+    elif _is_missing(rule):
+        how = f"rule {NOT_RECORDED}"
+    else:
+        how = f"rule {rule}"
+    val_sens = threshold.get("val_sensitivity", metrics.get("val_sensitivity"))
+    val_spec = threshold.get("val_specificity", metrics.get("val_specificity"))
+    blocks: list[Block] = [
+        Paragraph(("Threshold: ", _number(value))),
+        Paragraph((f"Chosen on the validation split only (never on test): {how}.",)),
+        Paragraph(
+            (
+                f"On the validation split it gave sensitivity {_number(val_sens)} and "
+                f"specificity {_number(val_spec)}. On the held-out test split the same "
+                f"threshold gives sensitivity {_number(metrics.get('sensitivity'))} and "
+                f"specificity {_number(metrics.get('specificity'))}.",
+            )
+        ),
+    ]
+    test_sens = metrics.get("sensitivity")
+    if (
+        rule == "target_sensitivity"
+        and isinstance(target, int | float)
+        and isinstance(test_sens, int | float)
+        and test_sens < target
+    ):
+        blocks.append(
+            Paragraph(
+                (
+                    "The test sensitivity is below the validation target: the target holds on "
+                    "the validation images, and new data can fall short of it.",
+                )
+            )
+        )
+    return Section("Operating threshold", tuple(blocks))
+
+
+def _calibration(calibration: dict[str, Any] | None) -> Section:
+    if not calibration:
+        return Section("Calibration", (Paragraph(("Calibration: ", NOT_RECORDED)),))
+    bins = [b for b in calibration.get("bins", []) if b.get("count")]
+    rows = tuple(
+        (
+            f"{_number(b.get('lower'), 2)}–{_number(b.get('upper'), 2)}",
+            _count(b.get("count")),
+            _number(b.get("mean_probability")),
+            _number(b.get("fraction_positive")),
+        )
+        for b in bins
+    )
+    return Section(
+        "Calibration",
+        (
+            Bullets(
+                (
+                    (
+                        f"Expected calibration error (ECE, {_count(calibration.get('n_bins'))} "
+                        f"equal-width bins): {_number(calibration.get('ece'))}",
+                    ),
+                    (
+                        f"Brier score: {_number(calibration.get('brier'))} (lower is better; "
+                        "always answering 0.5 scores 0.250)",
+                    ),
+                )
+            ),
+            Paragraph(("Non-empty bins on the test split:",)),
+            Table(("P(PNEUMONIA) bin", "Images", "Mean P", "Fraction PNEUMONIA"), rows),
+        ),
+    )
+
+
+def _validation(validation: dict[str, Any] | None) -> Section:
+    if not validation:
+        return Section("Data validation", (Paragraph(("Data validation: ", NOT_RECORDED)),))
+    passed = validation.get("passed")
+    quality = validation.get("quality_failed", validation.get("quality_failed_checks"))
+    drift = validation.get("drift_failed", validation.get("drift_failed_checks"))
+    overall = (
+        NOT_RECORDED
+        if passed is None
+        else ("passed" if passed else "not passed (gate in warn mode)")
+    )
+    warnings = validation.get("warnings")
+    blocks: list[Block] = [
+        Bullets(
+            (
+                ("Overall: ", overall),
+                ("Data quality: ", _yes_no_failed(quality)),
+                ("Data drift: ", _yes_no_failed(drift)),
+                (
+                    "Largest share of drifted image statistics: "
+                    f"{_number(validation.get('drift_share'))}",
+                ),
+            )
+        )
+    ]
+    if warnings is None:
+        blocks.append(Paragraph(("Warnings: ", NOT_RECORDED)))
+    elif not warnings:
+        blocks.append(Paragraph(("Warnings: none",)))
+    else:
+        blocks.append(Paragraph(("Warnings:",)))
+        blocks.append(Bullets(tuple((str(w),) for w in warnings)))
+    return Section("Data validation", tuple(blocks))
+
+
+def _limitations() -> Section:
+    items = (
+        "Pediatric cohort: the public data are chest X-rays of patients aged 1–5 years "
+        "from Guangzhou Women and Children's Medical Center; no adults.",
+        "Single hospital and no data from other X-ray devices: performance elsewhere is unknown.",
+        "Images are resized: the shipped and benchmark data are 224×224 resizes that do "
+        "not keep the aspect ratio, and the model resizes every image to its input size.",
+        "The public labels are known to be noisy.",
+        "Classes are imbalanced (the public set has nearly three PNEUMONIA images per "
+        "NORMAL one), so accuracy alone misleads; read sensitivity and specificity.",
+        "Small test sets give wide intervals; the bootstrap resamples images, not "
+        "patients, so with several images per patient the intervals are somewhat too "
+        "narrow.",
+        "Not validated prospectively or in any clinical setting.",
+    )
+    return Section("Known limitations", (Bullets(tuple((item,) for item in items)),))
+
+
+def card_sections(card: ModelCard | dict[str, Any]) -> tuple[str, list[Section]]:
+    """The title and the sections of the model card, in order.
+
+    Raises:
+        ValueError: When ``model_name`` or ``model_version`` is missing.
+    """
+    missing = [k for k in ("model_name", "model_version") if _is_missing(card.get(k))]
+    if missing:
+        raise ValueError(f"The model card needs {' and '.join(missing)}; none was given.")
+    metrics = card.get("metrics") or {}
+    title = f"Model card: {card['model_name']} {card['model_version']}"
+    created = Section("", (Paragraph(("Created: ", _text(card.get("created")))),))
+    return title, [
+        created,
+        _intended_use(),
+        _data(card.get("data") or {}),
+        _training(card.get("training") or {}),
+        _performance(metrics, card.get("intervals")),
+        _threshold(card.get("threshold") or {}, metrics),
+        _calibration(card.get("calibration")),
+        _validation(card.get("validation")),
+        _limitations(),
+    ]
+
+
+# --- Markdown ------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#&])")
+_MD_LINE_START = re.compile(r"^([-+]|\d+[.)])(?=\s|$)")
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+
+
+def _md_text(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", _one_line(text))
+
+
+def _md_code(text: str, in_table: bool) -> str:
+    text = _one_line(text)
+    if in_table:
+        text = text.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_inline(parts: tuple[Inline, ...], in_table: bool = False) -> str:
+    text = "".join(
+        _md_code(p.text, in_table) if isinstance(p, Code) else _md_text(p) for p in parts
+    )
+    # A line opening with "- ", "+ " or "1. " would turn into a list.
+    return _MD_LINE_START.sub(lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1], text)
+
+
+def _md_block(block: Block) -> str:
+    if isinstance(block, Notice):
+        return f"> **{_md_text(block.text)}**"
+    if isinstance(block, Paragraph):
+        return _md_inline(block.parts)
+    if isinstance(block, Bullets):
+        return "\n".join(f"- {_md_inline(item)}" for item in block.items)
+    lines = [
+        "| " + " | ".join(_md_text(h) for h in block.header) + " |",
+        "|" + "|".join(" --- " for _ in block.header) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(_md_inline((cell,), in_table=True) for cell in row) + " |"
+        for row in block.rows
+    ]
+    return "\n".join(lines)
+
+
+def _markdown(title: str, sections: list[Section]) -> str:
+    chunks = [f"# {_md_text(title)}"]
+    for section in sections:
+        if section.title:
+            chunks.append(f"## {_md_text(section.title)}")
+        chunks += [_md_block(block) for block in section.blocks]
+    return "\n\n".join(chunks) + "\n"
+
+
+# --- HTML ----------------------------------------------------------------------------
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
+margin:0;background:#f6f7f9}
+main{max-width:860px;margin:0 auto;padding:24px 28px;background:#fff}
+h1{font-size:1.6em;margin:.2em 0 .4em}h2{font-size:1.2em;margin:1.6em 0 .5em;
+border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #d0d4da;
+padding:4px 10px;text-align:left;vertical-align:top}th{background:#eef1f5}
+code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:#f1f3f5;
+padding:1px 4px;border-radius:3px;word-break:break-all}
+.notice{border:2px solid #b00020;background:#fff4f4;color:#7a0016;padding:10px 14px;
+border-radius:6px;font-weight:600}
+"""
+
+
+def _html_inline(parts: tuple[Inline, ...]) -> str:
+    return "".join(
+        f"<code>{html.escape(p.text)}</code>" if isinstance(p, Code) else html.escape(p)
+        for p in parts
+    )
+
+
+def _html_block(block: Block) -> str:
+    if isinstance(block, Notice):
+        return f'<p class="notice" role="note">{html.escape(block.text)}</p>'
+    if isinstance(block, Paragraph):
+        return f"<p>{_html_inline(block.parts)}</p>"
+    if isinstance(block, Bullets):
+        items = "".join(f"<li>{_html_inline(item)}</li>" for item in block.items)
+        return f"<ul>{items}</ul>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_html_inline((cell,))}</td>" for cell in row) + "</tr>"
+        for row in block.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _section_id(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def _html(title: str, sections: list[Section]) -> str:
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for section in sections:
+        inner = "\n".join(_html_block(block) for block in section.blocks)
+        if section.title:
+            body.append(
+                f'<section id="{_section_id(section.title)}">'
+                f"<h2>{html.escape(section.title)}</h2>\n{inner}</section>"
+            )
+        else:
+            body.append(inner)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        "<body><main>\n" + "\n".join(body) + "\n</main></body>\n</html>\n"
+    )
+
+
+def render_model_card(card: ModelCard | dict[str, Any]) -> tuple[str, str]:
+    """Renders the model card in Markdown and as a standalone HTML page.
+
+    Args:
+        card: What the card says (see :class:`ModelCard`); optional parts may be missing
+            and then read "not recorded".
+
+    Returns:
+        ``(markdown, html)``: the same sections in both formats. The HTML page has its CSS
+        inline and loads nothing.
+
+    Raises:
+        ValueError: When ``model_name`` or ``model_version`` is missing.
+    """
+    title, sections = card_sections(card)
+    return _markdown(title, sections), _html(title, sections)
