@@ -3,8 +3,10 @@
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
+from xray.promotion import PromotionGates
 from xray.training import TrainConfig
 from xray.validation import DriftGateConfig, QualityGateConfig
 
@@ -12,9 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-def _config_keys() -> dict[str, object]:
-    config = yaml.safe_load((ROOT / "configs" / "training.yaml").read_text())
-    keys: dict[str, object] = {"model.name": config["model"]["name"]}
+def _config_keys(pipeline: str = "training") -> dict[str, object]:
+    config = yaml.safe_load((ROOT / "configs" / f"{pipeline}.yaml").read_text())
+    keys: dict[str, object] = {f"model.{k}": v for k, v in config["model"].items()}
+    keys = {k: v for k, v in keys.items() if k in ("model.name", "model.version")}
     for step, body in config["steps"].items():
         for name, value in body["parameters"].items():
             if isinstance(value, dict):
@@ -24,13 +27,26 @@ def _config_keys() -> dict[str, object]:
     return keys
 
 
-def test_every_config_key_is_documented_with_its_value() -> None:
+@pytest.mark.parametrize("pipeline", ["training", "inference"])
+def test_every_config_key_is_documented_with_its_value(pipeline: str) -> None:
     rows = dict(re.findall(r"^\| `([\w.]+)` \| `([^`]*)` \|", README, flags=re.MULTILINE))
-    for key, value in _config_keys().items():
+    for key, value in _config_keys(pipeline).items():
         assert key in rows, f"README configuration table lacks {key}"
         shown = rows[key]
         expected = str(value).lower() if isinstance(value, bool) else str(value)
-        assert shown == expected or float(shown) == float(value), (key, shown, value)
+        number = _number(shown)
+        assert shown == expected or (number is not None and number == _number(value)), (
+            key,
+            shown,
+            value,
+        )
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def test_every_train_setting_is_in_the_shipped_config() -> None:
@@ -47,6 +63,9 @@ def test_every_step_setting_is_documented() -> None:
     ):
         for field in model.model_fields:
             assert f"{step}.config.{field}" in documented, f"{step}.config.{field} not in README"
+    for step, model in (("promote_model", PromotionGates),):
+        for field in model.model_fields:
+            assert f"{step}.gates.{field}" in documented, f"{step}.gates.{field} not in README"
 
 
 def test_quickstart_commands_exist() -> None:
