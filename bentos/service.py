@@ -5,8 +5,9 @@ applies the shared preprocessing, answers with the evaluation threshold); the mo
 in ``PneumoniaModel``, whose ``predict`` is batchable, so concurrent requests are grouped
 into one model call by BentoML's adaptive batching (batching happens at a service
 boundary). The model is the tag in ``XRAY_MODEL_TAG``, else the one a built Bento was
-built for (``model_tag.txt``), else the ``production`` version of the ZenML Model (its
-Bento is imported from the artifact store when this machine does not have it).
+built for (``model_tag.txt``), else the ``production`` version of the ZenML Model
+``XRAY_MODEL_NAME`` (default ``pneumonia_classifier``; its Bento is imported from the
+artifact store when this machine does not have it).
 
 Not a medical device: every answer carries a disclaimer (field and header).
 """
@@ -49,8 +50,9 @@ def _model_tag() -> str:
     )
     if not tag:
         from lifecycle.production import production_model_tag
+        from xray.constants import MODEL_NAME
 
-        tag = production_model_tag()
+        tag = production_model_tag(os.environ.get("XRAY_MODEL_NAME") or MODEL_NAME)
         os.environ["XRAY_MODEL_TAG"] = tag
         logger.info("Serving the production model version: %s", tag)
     return tag

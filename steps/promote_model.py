@@ -11,7 +11,7 @@ from lifecycle.production import production_version
 from xray.constants import IMAGE_STATISTICS_ARTIFACT, MODEL_ARTIFACT, PROMOTION_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile
-from xray.promotion import PromotionGates, compare, comparison_indices, decide
+from xray.promotion import Comparison, PromotionGates, compare, comparison_indices, decide
 from xray.training import predict_probabilities
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,42 @@ def _seen_by(version: Any) -> set[str]:
     except (AttributeError, KeyError):  # no statistics recorded: nothing to exclude
         return set()
     return set(table.loc[table["split"].isin(["train", "val"]), "sha256"])
+
+
+def _load(artifact: Any, production: Any) -> KerasModelFile:
+    """The production model, or an error saying why it cannot be compared and what to do."""
+    try:
+        return artifact.load()
+    except Exception as exc:  # noqa: BLE001 - any storage or credential failure
+        raise RuntimeError(
+            f"Cannot load production version {production.number} of '{production.model.name}' "
+            f"from {artifact.uri} to compare with it ({type(exc).__name__}: {exc}). Restore "
+            "access to that artifact store (credentials, network), or take the version out "
+            f"of production: zenml model version update {production.model.name} "
+            f"{production.number} --stage archived"
+        ) from exc
+
+
+def _rescore(
+    model: KerasModelFile,
+    threshold: float,
+    old: KerasModelFile,
+    old_threshold: float,
+    test_set: ImageDataset,
+    production: Any,
+) -> Comparison:
+    """Both models on this run's test images that production never trained on."""
+    test_hashes = [hashlib.sha256(image).hexdigest() for image in test_set.images]
+    keep, excluded = comparison_indices(test_hashes, _seen_by(production))
+    return compare(
+        test_set.labels,
+        predict_probabilities(model.load(), test_set.images, model.image_size),
+        threshold,
+        predict_probabilities(old.load(), test_set.images, old.image_size),
+        old_threshold,
+        keep,
+        excluded,
+    )
 
 
 @step(enable_cache=False)
@@ -51,23 +87,27 @@ def promote_model(
         The decision (promoted, stage, reasons, checks, both models' comparison metrics).
     """
     gates = gates or PromotionGates()
-    version = get_step_context().model
+    context = get_step_context()
+    version = context.model
     production = production_version(version.name)
     comparison = None
     if production is not None and production.id != version.id:
-        old = production.get_model_artifact(MODEL_ARTIFACT).load()
+        old_artifact = production.get_model_artifact(MODEL_ARTIFACT)
         old_threshold = float(production.run_metadata["threshold"])
-        test_hashes = [hashlib.sha256(image).hexdigest() for image in test_set.images]
-        keep, excluded = comparison_indices(test_hashes, _seen_by(production))
-        comparison = compare(
-            test_set.labels,
-            predict_probabilities(model.load(), test_set.images, model.image_size),
-            threshold,
-            predict_probabilities(old.load(), test_set.images, old.image_size),
-            old_threshold,
-            keep,
-            excluded,
-        )
+        if old_artifact.id == context.inputs["model"][0].id and old_threshold == threshold:
+            # A cached re-run: production is this very model and threshold, on the same
+            # split; re-scoring would only repeat this run's numbers.
+            same = {k: float(metrics[k]) for k in ("roc_auc", "sensitivity", "specificity")}
+            comparison = Comparison(len(test_set), 0, same, same, "same model as production")
+        else:
+            comparison = _rescore(
+                model,
+                threshold,
+                _load(old_artifact, production),
+                old_threshold,
+                test_set,
+                production,
+            )
     decision = decide(
         metrics, gates, comparison, str(production.number) if production is not None else None
     )

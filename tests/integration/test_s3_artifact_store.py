@@ -5,6 +5,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
+import yaml
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 from zenml.io import fileio
@@ -54,6 +55,11 @@ def test_artifacts_round_trip_through_s3(tmp_path: Path, s3_endpoint: str) -> No
     )
     register_stack(spec)
     config = small_run_config(tmp_path / "training.yaml", 40, 2)
+    # Its own model: a production version whose artifacts live on this emulator (gone
+    # after the test) must not be what other tests' promotion compares with.
+    settings = yaml.safe_load(config.read_text())
+    settings["model"]["name"] = "s3_test_model"
+    config.write_text(yaml.safe_dump(settings))
     try:
         run = training_pipeline.with_options(config_path=str(config), enable_cache=False)(
             data_dir="s3://xray-data/chest_xray"

@@ -1,0 +1,102 @@
+"""The whole batch inference run, `run.py --pipeline inference`, on real data.
+
+In a fresh ZenML store and BentoML home: trains the default model on the shipped sample
+(it becomes the production version), then scores the full Kaggle train split (5,216
+JPEGs, labelled) and a 10,000-image flat, unlabelled folder (hard links to the same
+files under distinct names). Each command runs in its own process; its wall time and
+peak RSS are measured by a wrapper process. The seed-style peer
+(`ImageDataGenerator.flow_from_directory` + `model.predict`, from
+`benchmarks/batch_inference.py`) runs in the same session on the same 5,216 images.
+
+usage: python benchmarks/inference_pipeline.py [DATA_DIR] [--images 10000]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from batch_inference import flat_folder, run_child
+from common import PROJECT_ROOT, SHARED_TRAIN, save
+
+WRAPPER = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.call([sys.executable, "run.py", *sys.argv[1:]],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wall = time.perf_counter() - start
+rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"exit_code": code, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_mb)}))
+"""
+
+
+def timed(env: dict[str, str], *args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", WRAPPER, *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    if result["exit_code"] != 0:
+        raise SystemExit(f"run.py {' '.join(args)} failed: {result}")
+    return result
+
+
+def infer(env: dict[str, str], data: Path, out: Path) -> dict[str, object]:
+    result = timed(env, "--pipeline", "inference", "--data", str(data), "--out", str(out))
+    summary = json.loads((out / "summary.json").read_text())
+    drift = json.loads((out / "drift.json").read_text())
+    return {
+        **result,
+        "images": summary["images"],
+        "scoring_images_per_s": summary["images_per_second"],
+        "end_to_end_images_per_s": round(summary["images"] / result["wall_s"], 1),
+        "metrics": summary.get("metrics"),
+        "drift_detected": drift["drift_detected"],
+        "share_drifted": drift["share_drifted"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, default=SHARED_TRAIN.parent)
+    parser.add_argument("--images", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="xray-bench-") as tmp:
+        root = Path(tmp)
+        env = {
+            **os.environ,
+            "ZENML_CONFIG_PATH": str(root / "zenml"),
+            "BENTOML_HOME": str(root / "bentoml"),
+            "ZENML_ANALYTICS_OPT_IN": "false",
+        }
+        training = timed(env, "--stack", "local")
+        full = infer(env, args.data, root / "out-full")
+        flat = root / "flat"
+        how = flat_folder(args.data, flat, args.images)
+        large = infer(env, flat, root / "out-flat")
+    seed = run_child("seed", args.data / "train", 256, 4)
+    save(
+        "inference_pipeline",
+        {
+            "data": str(args.data),
+            "model": "the default config trained on data/sample (production version 1)",
+            "training_run": training,
+            "inference_kaggle_train_split": full,
+            "inference_flat_folder": {"files": f"{args.images} ({how})", **large},
+            "seed_flow_from_directory_predict": seed,
+            "ratio_scoring_images_per_s_vs_seed": round(
+                full["scoring_images_per_s"] / seed["images_per_s"], 2
+            ),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
