@@ -100,13 +100,13 @@ def test_mlflow_run_has_params_epochs_metrics_plots_and_model(first_run: Any) ->
         f"validation/data_{kind}.{ext}" for kind in ("quality", "drift") for ext in ("html", "json")
     }
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
-    assert plots == {"plots/evaluation.png", "plots/training_curves.png"}
+    assert plots == {"plots/evaluation.png", "plots/training_curves.png", "plots/reliability.png"}
 
 
 def test_unchanged_rerun_is_cached(first_run: Any, small_config: Path, data_dir: Path) -> None:
     again = _run(small_config, data_dir)
     statuses = {name: step.status for name, step in again.steps.items()}
-    for never_cached in ("package_model", "build_bento", "register_model"):
+    for never_cached in ("package_model", "build_bento", "register_model", "promote_model"):
         assert statuses.pop(never_cached) == ExecutionStatus.COMPLETED
     assert set(statuses.values()) == {ExecutionStatus.CACHED}, statuses
     version = Client().get_model_version(MODEL_NAME, again.model_version.number)
