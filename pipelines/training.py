@@ -1,11 +1,13 @@
-"""The training pipeline: load -> split -> validate -> train -> evaluate -> model card ->
-package -> register -> promote."""
+"""The training pipeline: load -> split -> validate -> train -> calibrate -> evaluate ->
+analyze errors -> model card -> package -> register -> promote."""
 
 from pathlib import Path
 
 from zenml import pipeline
 
+from steps.analyze_errors import analyze_errors
 from steps.build_bento import build_bento
+from steps.calibrate_model import calibrate_model
 from steps.check_data_drift import check_data_drift
 from steps.check_data_quality import check_data_quality
 from steps.compute_image_statistics import compute_image_statistics
@@ -60,11 +62,22 @@ def training_pipeline(
     _quality_report, quality = check_data_quality(dataset, statistics)
     _drift_report, drift = check_data_drift(statistics)
     validation = validation_gate(quality, drift)
-    model, _history, facts, _curves = train_model(train_set, val_set, after="validation_gate")
+    trained, _history, facts, _curves = train_model(train_set, val_set, after="validation_gate")
+    model, temperature = calibrate_model(trained, val_set)
     metrics, threshold, _plots, uncertainty, _calibration = evaluate_model(model, val_set, test_set)
+    _errors, _gradcam, error_analysis = analyze_errors(model, test_set, threshold)
     sources = [data_dir, *extra]
     card, _card_html = create_model_card(
-        statistics, fingerprint, facts, metrics, threshold, uncertainty, validation, sources
+        statistics,
+        fingerprint,
+        facts,
+        metrics,
+        threshold,
+        uncertainty,
+        validation,
+        sources,
+        temperature,
+        error_analysis,
     )
     bentoml_model = package_model(model, metrics, threshold, fingerprint)
     bento, _archive = build_bento(bentoml_model, card)

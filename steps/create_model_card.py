@@ -37,6 +37,8 @@ def create_model_card(
     uncertainty: dict[str, Any],
     validation_summary: dict[str, Any],
     sources: list[str],
+    temperature: dict[str, Any] | None = None,
+    error_analysis: dict[str, Any] | None = None,
 ) -> tuple[
     Annotated[MarkdownString, MODEL_CARD_ARTIFACT],
     Annotated[HTMLString, MODEL_CARD_HTML_ARTIFACT],
@@ -57,6 +59,9 @@ def create_model_card(
             from ``evaluate_model``.
         validation_summary: The data gates' outcome.
         sources: The data folders the data set was loaded from.
+        temperature: The temperature scaling fit of ``calibrate_model``.
+        error_analysis: Per-subtype results and the error examples of
+            ``analyze_errors``.
 
     Returns:
         The card as Markdown and as standalone HTML (both are dashboard visualizations).
@@ -89,6 +94,9 @@ def create_model_card(
             "val_specificity": metrics.get("val_specificity"),
         },
         "calibration": uncertainty.get("calibration"),
+        "temperature": temperature,
+        "subtypes": (error_analysis or {}).get("subtypes"),
+        "error_examples": (error_analysis or {}).get("shown_errors"),
         "validation": {
             "passed": bool(validation_summary.get("passed", False)),
             "warnings": list(validation_summary.get("warnings", [])),

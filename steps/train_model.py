@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import mlflow
-from zenml import ArtifactConfig, log_metadata, step
+from zenml import log_metadata, step
 from zenml.client import Client
-from zenml.enums import ArtifactType
 from zenml.io import fileio
 
 from materializers import KerasModelMaterializer, PngFigureMaterializer
 from xray.checkpoints import CheckpointMirror, checkpoint_key
-from xray.constants import MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
+from xray.constants import TRAINED_MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, history_figure
@@ -24,7 +23,7 @@ from xray.training import TrainConfig, train_classifier
 @step(
     experiment_tracker=True,
     output_materializers={
-        MODEL_ARTIFACT: KerasModelMaterializer,
+        TRAINED_MODEL_ARTIFACT: KerasModelMaterializer,
         "training_curves": PngFigureMaterializer,
     },
 )
@@ -34,9 +33,7 @@ def train_model(
     config: TrainConfig | None = None,
     resume: bool = True,
 ) -> tuple[
-    Annotated[
-        KerasModelFile, ArtifactConfig(name=MODEL_ARTIFACT, artifact_type=ArtifactType.MODEL)
-    ],
+    Annotated[KerasModelFile, TRAINED_MODEL_ARTIFACT],
     Annotated[dict[str, list[Any]], TRAINING_HISTORY_ARTIFACT],
     Annotated[dict[str, Any], "training_facts"],
     Annotated[PngFigure, "training_curves"],

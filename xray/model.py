@@ -3,6 +3,8 @@
 The model owns its preprocessing: resizing to the backbone's input size and scaling to
 the backbone's expected range are layers, so a saved ``.keras`` file takes the output of
 :func:`xray.preprocessing.prepare_image` (or any RGB uint8 image) as is.
+A model calibrated on validation data ends in one more layer, temperature scaling
+(:func:`with_temperature`), so the served file returns calibrated probabilities.
 
 Backbones:
 
@@ -14,6 +16,7 @@ Backbones:
 """
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,9 +82,52 @@ def pixel_scaling(mode: str, name: str = "pixel_scaling") -> Any:
     return _pixel_scaling_layer()(mode=mode, name=name)
 
 
+def _temperature_scaling_layer() -> type:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="xray")
+    class TemperatureScaling(keras.layers.Layer):
+        """Rescales probabilities: ``sigmoid(logit(p) / temperature)``.
+
+        ``temperature`` is a fixed configuration value (fitted on validation data by
+        :func:`xray.calibration.fit_temperature`), not a weight; probabilities are
+        clipped to ``[EPSILON, 1 - EPSILON]`` of :mod:`xray.calibration` first.
+        """
+
+        def __init__(self, temperature: float = 1.0, **kwargs: Any) -> None:
+            kwargs.setdefault("dtype", "float32")
+            kwargs["trainable"] = False
+            super().__init__(**kwargs)
+            temperature = float(temperature)
+            if not (math.isfinite(temperature) and temperature > 0):
+                raise ValueError(f"The temperature must be a positive number, not {temperature}.")
+            self.temperature = temperature
+
+        def call(self, inputs: Any) -> Any:
+            from xray.calibration import EPSILON
+
+            p = keras.ops.clip(keras.ops.cast(inputs, self.compute_dtype), EPSILON, 1 - EPSILON)
+            logits = keras.ops.log(p) - keras.ops.log1p(-p)
+            return keras.ops.sigmoid(logits / self.temperature)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "temperature": self.temperature}
+
+    return TemperatureScaling
+
+
+def temperature_scaling(temperature: float, name: str = "temperature") -> Any:
+    """Returns a ``TemperatureScaling`` layer (registered for ``.keras`` loading on import)."""
+    return _temperature_scaling_layer()(temperature=temperature, name=name)
+
+
 def register_custom_objects() -> None:
     """Registers the custom layers so ``keras.saving.load_model`` can rebuild a model."""
     _pixel_scaling_layer()
+    _temperature_scaling_layer()
 
 
 def _compact_cnn(image_size: int) -> Any:
@@ -219,6 +265,47 @@ def unfreeze_last_block(base: Any, backbone: str) -> int:
         layer.trainable = trainable
         count += int(trainable)
     return count
+
+
+def _temperature_layers(model: Any) -> list[Any]:
+    # By class name: each call of the factory defines a new class, so isinstance can't tell.
+    return [layer for layer in model.layers if type(layer).__name__ == "TemperatureScaling"]
+
+
+def with_temperature(model: Any, temperature: float) -> Any:
+    """The model with a ``TemperatureScaling`` layer named ``temperature`` on its output.
+
+    The new functional model shares every layer (and weight) of ``model`` and adds one,
+    so it is still a chain that :func:`xray.gradcam.gradcam` can replay, still has the
+    ``resize`` layer of :func:`model_image_size`, and saves and loads as ``.keras``.
+
+    Args:
+        model: A model built by :func:`build_model` (P(PNEUMONIA) out), not yet scaled.
+        temperature: T > 0, e.g. from :func:`xray.calibration.temperature_to_use`.
+
+    Returns:
+        A new ``keras.Model`` with the same name, input and calibrated P(PNEUMONIA) out.
+
+    Raises:
+        ValueError: When ``model`` already ends in a temperature layer (fit the
+            temperature on the uncalibrated model and wrap that one), or for a
+            temperature that is not a positive number.
+    """
+    import keras
+
+    if _temperature_layers(model):
+        raise ValueError(
+            f"Model {model.name} already has a temperature scaling layer; wrap the "
+            "uncalibrated model instead."
+        )
+    outputs = temperature_scaling(temperature)(model.outputs[0])
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def model_temperature(model: Any) -> float:
+    """The temperature of the model's ``TemperatureScaling`` layer; 1.0 without one."""
+    found = _temperature_layers(model)
+    return float(found[-1].temperature) if found else 1.0
 
 
 def load_model(path: str) -> Any:

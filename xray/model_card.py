@@ -12,7 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 
-from xray.constants import CLASS_NAMES, SPLIT_NAMES
+from xray.constants import (
+    CLASS_NAMES,
+    ERROR_EXAMPLES_ARTIFACT,
+    GRADCAM_EXAMPLES_ARTIFACT,
+    SPLIT_NAMES,
+)
 from xray.serving import DISCLAIMER
 
 NOT_RECORDED = "not recorded"
@@ -92,12 +97,27 @@ class CardValidation(TypedDict, total=False):
     drift_failed: list[str]
 
 
+class CardTemperature(TypedDict, total=False):
+    """Temperature scaling fitted on validation (:func:`xray.calibration.calibrate`)."""
+
+    temperature: float
+    applied: bool  # whether the served model includes it
+    min_improvement: float  # the relative validation NLL reduction it had to reach
+    val_nll_before: float
+    val_nll_after: float
+    val_ece_before: float
+    val_ece_after: float
+
+
 class ModelCard(TypedDict, total=False):
     """Everything the model card says. Only the name and version are required.
 
     ``metrics`` is the output of :func:`xray.metrics.classification_metrics` on the test
-    split, ``intervals`` of :func:`xray.metrics.bootstrap_intervals` (95% level) and
-    ``calibration`` of :func:`xray.metrics.calibration_summary`.
+    split, ``intervals`` of :func:`xray.metrics.bootstrap_intervals` (95% level),
+    ``calibration`` of :func:`xray.metrics.calibration_summary`, ``temperature`` of
+    :func:`xray.calibration.calibrate` and ``subtypes`` of
+    :func:`xray.error_analysis.subtype_results` on the test split. ``error_examples`` is
+    how many confident errors the ``error_examples`` visualization shows.
     """
 
     model_name: Required[str]
@@ -109,6 +129,9 @@ class ModelCard(TypedDict, total=False):
     intervals: dict[str, list[float]]
     threshold: CardThreshold
     calibration: dict[str, Any]
+    temperature: CardTemperature
+    subtypes: dict[str, dict[str, Any]]
+    error_examples: int
     validation: CardValidation
 
 
@@ -330,10 +353,91 @@ def _training(training: dict[str, Any]) -> Section:
     return Section("Training", tuple(blocks))
 
 
-def _performance(metrics: dict[str, Any], intervals: dict[str, Any] | None) -> Section:
+def _subtypes(subtypes: dict[str, Any] | None) -> list[Block]:
+    if subtypes is None:
+        return [Paragraph(("Results per PNEUMONIA subtype: ", NOT_RECORDED))]
+    normal = subtypes.get(CLASS_NAMES[0])
+    rows = tuple(
+        (
+            str(name),
+            _count(result.get("n")),
+            _count(result.get("detected")),
+            _number(result.get("sensitivity")),
+            _number(result.get("mean_probability")),
+        )
+        for name, result in subtypes.items()
+        if name != CLASS_NAMES[0]
+    )
+    if rows:
+        blocks: list[Block] = [
+            Paragraph(
+                (
+                    "Per PNEUMONIA subtype (from file names), at the operating threshold; "
+                    "detected = true positives:",
+                )
+            ),
+            Table(("Subtype", "Images", "Detected", "Sensitivity", "Mean P(PNEUMONIA)"), rows),
+        ]
+    else:
+        blocks = [
+            Paragraph(
+                (
+                    "Per PNEUMONIA subtype: none; the test file names name no subtype "
+                    "(bacteria or virus).",
+                )
+            )
+        ]
+    if normal:
+        blocks.append(
+            Paragraph(
+                (
+                    f"NORMAL: {_count(normal.get('n'))} images, specificity "
+                    f"{_number(normal.get('specificity'))}, mean P(PNEUMONIA) "
+                    f"{_number(normal.get('mean_probability'))}.",
+                )
+            )
+        )
+    return blocks
+
+
+def _error_examples(count: Any) -> Paragraph:
+    errors, gradcam = Code(ERROR_EXAMPLES_ARTIFACT), Code(GRADCAM_EXAMPLES_ARTIFACT)
+    if _is_missing(count):
+        return Paragraph(("Error examples: ", NOT_RECORDED))
+    if not count:
+        return Paragraph(
+            (
+                "No test image is misclassified at the operating threshold, so the ",
+                errors,
+                " visualization is empty; Grad-CAM heatmaps of test images of each class "
+                "are in the ",
+                gradcam,
+                " visualization.",
+            )
+        )
+    return Paragraph(
+        (
+            f"The {_count(count)} most confident errors on the test split (false positives "
+            "and false negatives at the operating threshold) are shown in the ",
+            errors,
+            " visualization, and Grad-CAM heatmaps of test images of each class in the ",
+            gradcam,
+            " visualization (ZenML dashboard).",
+        )
+    )
+
+
+def _performance(
+    metrics: dict[str, Any],
+    intervals: dict[str, Any] | None,
+    subtypes: dict[str, Any] | None,
+    error_examples: Any,
+) -> Section:
+    analysis = [*_subtypes(subtypes), _error_examples(error_examples)]
     if not metrics:
         return Section(
-            "Performance on the held-out test split", (Paragraph(("Test metrics: ", NOT_RECORDED)),)
+            "Performance on the held-out test split",
+            (Paragraph(("Test metrics: ", NOT_RECORDED)), *analysis),
         )
 
     def ci(key: str) -> str:
@@ -371,6 +475,7 @@ def _performance(metrics: dict[str, Any], intervals: dict[str, Any] | None) -> S
             Table(("Metric", "Value", "95% CI (bootstrap)"), rows),
             Paragraph(("Confusion counts on the test split:",)),
             confusion,
+            *analysis,
         ),
     )
 
@@ -428,9 +533,46 @@ def _threshold(threshold: dict[str, Any], metrics: dict[str, Any]) -> Section:
     return Section("Operating threshold", tuple(blocks))
 
 
-def _calibration(calibration: dict[str, Any] | None) -> Section:
+def _temperature(temperature: dict[str, Any] | None) -> Paragraph:
+    if not temperature or _is_missing(temperature.get("temperature")):
+        return Paragraph(("Temperature scaling: ", NOT_RECORDED))
+    change = (
+        f"validation NLL {_number(temperature.get('val_nll_before'))} → "
+        f"{_number(temperature.get('val_nll_after'))}, ECE "
+        f"{_number(temperature.get('val_ece_before'))} → "
+        f"{_number(temperature.get('val_ece_after'))}"
+    )
+    fitted = (
+        "Temperature scaling (P = sigmoid(logit(P) / T)) fitted on the validation split: "
+        f"T = {_number(temperature.get('temperature'), 2)}, "
+    )
+    if temperature.get("applied"):
+        return Paragraph(
+            (
+                f"{fitted}applied ({change}). The served model includes it as its last "
+                "layer, so the test metrics and the calibration below are of the served "
+                "(calibrated) model. It does not change the ranking of images, so the AUCs "
+                "are those of the network alone.",
+            )
+        )
+    margin = temperature.get("min_improvement")
+    by = (
+        f"by {float(margin) * 100:g} %"
+        if isinstance(margin, int | float) and not math.isnan(margin)
+        else "by the required margin"
+    )
+    return Paragraph(
+        (
+            f"{fitted}not applied: it did not improve validation NLL {by} ({change}). The "
+            "served model returns the network's probabilities unchanged.",
+        )
+    )
+
+
+def _calibration(calibration: dict[str, Any] | None, temperature: dict[str, Any] | None) -> Section:
+    scaling = _temperature(temperature)
     if not calibration:
-        return Section("Calibration", (Paragraph(("Calibration: ", NOT_RECORDED)),))
+        return Section("Calibration", (scaling, Paragraph(("Calibration: ", NOT_RECORDED))))
     bins = [b for b in calibration.get("bins", []) if b.get("count")]
     rows = tuple(
         (
@@ -444,6 +586,7 @@ def _calibration(calibration: dict[str, Any] | None) -> Section:
     return Section(
         "Calibration",
         (
+            scaling,
             Bullets(
                 (
                     (
@@ -532,9 +675,11 @@ def card_sections(card: ModelCard | dict[str, Any]) -> tuple[str, list[Section]]
         _intended_use(),
         _data(card.get("data") or {}),
         _training(card.get("training") or {}),
-        _performance(metrics, card.get("intervals")),
+        _performance(
+            metrics, card.get("intervals"), card.get("subtypes"), card.get("error_examples")
+        ),
         _threshold(card.get("threshold") or {}, metrics),
-        _calibration(card.get("calibration")),
+        _calibration(card.get("calibration"), card.get("temperature")),
         _validation(card.get("validation")),
         _limitations(),
     ]

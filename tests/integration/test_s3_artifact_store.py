@@ -12,7 +12,7 @@ from zenml.io import fileio
 
 from stacks.registry import ComponentSpec, StackSpec, register_stack
 from synthetic import make_kaggle_tree, small_run_config
-from xray.constants import DATASET_ARTIFACT, MODEL_ARTIFACT
+from xray.constants import DATASET_ARTIFACT, TRAINED_MODEL_ARTIFACT
 from xray.loading import load_images
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def test_artifacts_round_trip_through_s3(tmp_path: Path, s3_endpoint: str) -> No
 
     assert run.status == ExecutionStatus.COMPLETED
     dataset_artifact = run.steps["load_dataset"].outputs[DATASET_ARTIFACT][0]
-    model_artifact = run.steps["train_model"].outputs[MODEL_ARTIFACT][0]
+    model_artifact = run.steps["train_model"].outputs[TRAINED_MODEL_ARTIFACT][0]
     assert dataset_artifact.uri.startswith("s3://xray-artifacts/zenml/")
     assert model_artifact.uri.startswith("s3://xray-artifacts/zenml/")
     stored = s3.list_objects_v2(Bucket="xray-artifacts", Prefix="zenml/")["KeyCount"]

@@ -100,7 +100,13 @@ def test_mlflow_run_has_params_epochs_metrics_plots_and_model(first_run: Any) ->
         f"validation/data_{kind}.{ext}" for kind in ("quality", "drift") for ext in ("html", "json")
     }
     plots = {a.path for a in client.list_artifacts(run_id, "plots")}
-    assert plots == {"plots/evaluation.png", "plots/training_curves.png", "plots/reliability.png"}
+    assert plots == {
+        "plots/evaluation.png",
+        "plots/training_curves.png",
+        "plots/reliability.png",
+        "plots/error_examples.png",
+        "plots/gradcam_examples.png",
+    }
 
 
 def test_unchanged_rerun_is_cached(first_run: Any, small_config: Path, data_dir: Path) -> None:

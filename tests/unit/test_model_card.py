@@ -179,3 +179,113 @@ def test_validation_gate_summary_keys_are_read(card: dict[str, Any]) -> None:
     markdown, _ = render_model_card({**card, "validation": summary})
     assert "Data quality: failed: class\\_balance" in markdown
     assert "Data drift: passed" in markdown
+
+
+TEMPERATURE = {
+    "temperature": 1.8312,
+    "applied": True,
+    "min_improvement": 0.01,
+    "val_nll_before": 0.4121,
+    "val_nll_after": 0.3184,
+    "val_ece_before": 0.0811,
+    "val_ece_after": 0.0322,
+}
+
+
+def _section(markdown: str, title: str) -> str:
+    return markdown.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_applied_temperature_is_explained(card: dict[str, Any]) -> None:
+    markdown, page = render_model_card({**card, "temperature": TEMPERATURE})
+    for text in (_section(markdown, "Calibration"), page):
+        assert "T = 1.83, applied (validation NLL 0.412 → 0.318, ECE 0.081 → 0.032)" in text
+        assert "The served model includes it" in text
+        assert "test metrics and the calibration below are of the served (calibrated)" in text
+    assert "fitted on the validation split" in _section(markdown, "Calibration")
+
+
+def test_temperature_not_applied_or_not_recorded(card: dict[str, Any]) -> None:
+    skipped = {**TEMPERATURE, "temperature": 1.02, "applied": False, "val_nll_after": 0.411}
+    markdown, page = render_model_card({**card, "temperature": skipped})
+    for text in (markdown, page):
+        assert "T = 1.02, not applied: it did not improve validation NLL by 1 %" in text
+        assert "unchanged" in text and "served (calibrated)" not in text
+    for text in render_model_card(card):
+        assert "Temperature scaling: not recorded" in text
+    # Without test calibration, the fitted temperature still shows.
+    markdown, _ = render_model_card(
+        {"model_name": "m", "model_version": "1", "temperature": skipped}
+    )
+    assert "T = 1.02, not applied" in _section(markdown, "Calibration")
+
+
+def test_calibrate_output_renders(card: dict[str, Any]) -> None:
+    from xray.calibration import calibrate
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    p = np.where(y == 1, 0.97, 0.03)
+    p[:40] = 1 - p[:40]  # overconfident mistakes
+    result = calibrate(y, p)
+    markdown, page = render_model_card({**card, "temperature": result})
+    assert result["applied"] and f"T = {result['temperature']:.2f}, applied" in markdown
+    assert f"T = {result['temperature']:.2f}, applied" in page
+
+
+def test_subtype_table_in_performance(card: dict[str, Any]) -> None:
+    from xray.error_analysis import subtype_results
+
+    paths = ["p1_bacteria_1.jpeg", "p2_bacteria_2.jpeg", "p3_bacteria_3.jpeg"]
+    paths += ["p4_virus_4.jpeg", "p5_virus_5.jpeg", "IM-1.jpeg", "IM-2.jpeg", "IM-3.jpeg"]
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0])
+    p = np.array([0.9, 0.6, 0.3, 0.5, 0.2, 0.7, 0.1, 0.1])
+    subtypes = subtype_results(paths, y, p, 0.5)
+    markdown, page = render_model_card({**card, "subtypes": subtypes})
+    performance = _section(markdown, "Performance on the held-out test split")
+    assert "Per PNEUMONIA subtype (from file names)" in performance
+    assert "| Subtype | Images | Detected | Sensitivity | Mean P(PNEUMONIA) |" in performance
+    assert "| bacteria | 3 | 2 | 0.667 | 0.600 |" in performance
+    assert "| virus | 2 | 1 | 0.500 | 0.350 |" in performance
+    assert "NORMAL: 3 images, specificity 0.667, mean P(PNEUMONIA) 0.300." in performance
+    assert "<tr><td>bacteria</td><td>3</td><td>2</td><td>0.667</td><td>0.600</td></tr>" in page
+    assert "NORMAL: 3 images, specificity 0.667" in page
+
+
+def test_subtypes_absent_or_not_in_file_names(card: dict[str, Any]) -> None:
+    for text in render_model_card(card):
+        assert "Results per PNEUMONIA subtype: not recorded" in text
+    only_normal = {"NORMAL": {"n": 4, "specificity": 0.75, "mean_probability": 0.3}}
+    markdown, page = render_model_card({**card, "subtypes": only_normal})
+    for text in (markdown, page):
+        assert "the test file names name no subtype" in text
+        assert "NORMAL: 4 images, specificity 0.750" in text
+        assert "Per PNEUMONIA subtype (from file names)" not in text
+    markdown, _ = render_model_card({"model_name": "m", "model_version": "1", "subtypes": {}})
+    assert "name no subtype" in markdown and "NORMAL:" not in markdown
+
+
+def test_error_examples_point_to_the_visualizations(card: dict[str, Any]) -> None:
+    markdown, page = render_model_card({**card, "error_examples": 12})
+    performance = _section(markdown, "Performance on the held-out test split")
+    assert "The 12 most confident errors on the test split" in performance
+    assert "`error_examples`" in performance and "`gradcam_examples`" in performance
+    assert "<code>error_examples</code>" in page and "<code>gradcam_examples</code>" in page
+    markdown, _ = render_model_card({**card, "error_examples": 0})
+    assert "No test image is misclassified" in markdown
+    for text in render_model_card(card):
+        assert "Error examples: not recorded" in text
+
+
+def test_full_card_keeps_section_order(card: dict[str, Any]) -> None:
+    full = {
+        **card,
+        "temperature": TEMPERATURE,
+        "subtypes": {"virus": {"n": 1, "detected": 1, "sensitivity": 1.0, "mean_probability": 0.9}},
+        "error_examples": 3,
+    }
+    markdown, page = render_model_card(full)
+    md_positions = _positions(markdown, tuple(f"\n## {title}\n" for title in SECTIONS))
+    html_positions = _positions(page, tuple(f"<h2>{title}</h2>" for title in SECTIONS))
+    assert md_positions == sorted(md_positions) and html_positions == sorted(html_positions)
+    assert len(page.encode()) < 100_000

@@ -1,0 +1,100 @@
+"""The full-data benchmark: train on the whole Kaggle train split (5,216 images at 224 px).
+
+`python run.py --stack local --data ../shared/data/chest_xray_224/train` with the shipped
+config, in a fresh ZenML store and BentoML home; the data set is split here by patient
+(20 % validation, 20 % test: the official test split is not in ../shared). Records wall
+time, peak RSS, the test metrics with their 95 % bootstrap intervals, the threshold, the
+temperature, calibration and per-subtype results, read back from the model version.
+
+usage: python benchmarks/full_data.py [DATA_DIR] [--config FILE]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import PROJECT_ROOT, SHARED_TRAIN, save
+
+WRAPPER = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.call([sys.executable, "run.py", *sys.argv[1:]])
+wall = time.perf_counter() - start
+rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"exit_code": code, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_mb)}))
+"""
+
+READ_BACK = """
+import json
+from zenml.client import Client
+version = Client().get_model_version("pneumonia_classifier")
+run = Client().list_pipeline_runs(pipeline_name="training", sort_by="desc:created", size=1).items[0]
+meta = version.run_metadata
+evaluate = run.steps["evaluate_model"].run_metadata
+print(json.dumps({
+    "model_version": version.number,
+    "metrics": meta["metrics"],
+    "threshold": meta["threshold"],
+    "ci95": evaluate.get("test_ci95"),
+    "ece": evaluate.get("ece"),
+    "brier": evaluate.get("brier"),
+    "temperature": dict(run.steps["calibrate_model"].run_metadata),
+    "subtypes": run.steps["analyze_errors"].run_metadata.get("subtypes"),
+    "split_counts": run.steps["split_dataset"].run_metadata["split_counts"],
+    "promotion": meta.get("promotion", {}).get("reasons"),
+    "backbone": meta["backbone"],
+    "pretrained": meta["pretrained"],
+}, default=str))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, default=SHARED_TRAIN)
+    parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "configs" / "training.yaml")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="xray-full-") as tmp:
+        env = {
+            **os.environ,
+            "ZENML_CONFIG_PATH": str(Path(tmp) / "zenml"),
+            "BENTOML_HOME": str(Path(tmp) / "bentoml"),
+            "ZENML_ANALYTICS_OPT_IN": "false",
+        }
+        command = ["--stack", "local", "--data", str(args.data), "--config", str(args.config)]
+        out = subprocess.run(
+            [sys.executable, "-c", WRAPPER, *command],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        timing = json.loads(out.stdout.strip().splitlines()[-1])
+        if timing["exit_code"] != 0:
+            raise SystemExit(f"run.py failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        result = subprocess.run(
+            [sys.executable, "-c", READ_BACK],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        facts = json.loads(result.stdout.strip().splitlines()[-1])
+    save(
+        "full_data",
+        {
+            "data": str(args.data),
+            "config": str(args.config.relative_to(PROJECT_ROOT)),
+            "command": "python run.py " + " ".join(command),
+            "run": timing,
+            **facts,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Step: what the model gets wrong and what it looks at, on the test split."""
+
+import logging
+from typing import Annotated, Any
+
+import mlflow
+from zenml import log_metadata, step
+
+from materializers import PngFigureMaterializer
+from xray.constants import ERROR_EXAMPLES_ARTIFACT, GRADCAM_EXAMPLES_ARTIFACT
+from xray.dataset import ImageDataset
+from xray.error_analysis import confident_errors, error_grid, subtype_results
+from xray.gradcam import gradcam_examples
+from xray.model import KerasModelFile
+from xray.plots import PngFigure
+from xray.tracking import log_png
+from xray.training import predict_probabilities
+
+logger = logging.getLogger(__name__)
+
+
+@step(
+    experiment_tracker=True,
+    output_materializers={
+        ERROR_EXAMPLES_ARTIFACT: PngFigureMaterializer,
+        GRADCAM_EXAMPLES_ARTIFACT: PngFigureMaterializer,
+    },
+)
+def analyze_errors(
+    model: KerasModelFile,
+    test_set: ImageDataset,
+    threshold: float,
+    examples: int = 6,
+    gradcam_per_class: int = 3,
+) -> tuple[
+    Annotated[PngFigure, ERROR_EXAMPLES_ARTIFACT],
+    Annotated[PngFigure, GRADCAM_EXAMPLES_ARTIFACT],
+    Annotated[dict[str, Any], "error_analysis"],
+]:
+    """The most confident false positives and false negatives as an image grid, Grad-CAM
+    overlays of a few test images per class (the service's ``/explain`` code), and
+    results per PNEUMONIA subtype (bacteria/virus, from Kaggle file names).
+
+    Args:
+        model: The served (calibrated) model.
+        test_set: Test images.
+        threshold: The decision threshold chosen on validation.
+        examples: False positives and false negatives shown, each.
+        gradcam_per_class: Grad-CAM examples per class.
+
+    Returns:
+        The error grid, the Grad-CAM grid, and ``{"subtypes": per-subtype results,
+        "shown_errors": number of images in the error grid}``.
+    """
+    keras_model = model.load()
+    p = predict_probabilities(keras_model, test_set.images, model.image_size)
+    errors = confident_errors(test_set.labels, p, threshold, k=examples)
+    grid = PngFigure(
+        error_grid(test_set.images, test_set.paths, test_set.labels, p, threshold, k=examples),
+        f"Most confident errors on test: {len(errors['false_positives'])} false positives, "
+        f"{len(errors['false_negatives'])} false negatives (threshold {threshold:.3f})",
+    )
+    cams = PngFigure(
+        gradcam_examples(
+            keras_model,
+            test_set.images,
+            test_set.labels,
+            test_set.paths,
+            per_class=gradcam_per_class,
+            image_size=model.image_size,
+        ),
+        "Grad-CAM on test images (the same code as the service's /explain)",
+    )
+    subtypes = subtype_results(test_set.paths, test_set.labels, p, threshold)
+    for name, row in subtypes.items():
+        logger.info("Test %s: %s", name, row)
+    log_metadata(
+        metadata={
+            "subtypes": subtypes,
+            "confident_errors": {
+                kind: [test_set.paths[i] for i in idx] for kind, idx in errors.items()
+            },
+        }
+    )
+    log_png(grid.png, "plots/error_examples.png")
+    log_png(cams.png, "plots/gradcam_examples.png")
+    mlflow.log_dict(subtypes, "evaluation/subtypes.json")
+    shown = len(errors["false_positives"]) + len(errors["false_negatives"])
+    return grid, cams, {"subtypes": subtypes, "shown_errors": shown}
