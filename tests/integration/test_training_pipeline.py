@@ -83,6 +83,36 @@ def test_bad_file_is_skipped_and_listed(first_run: Any) -> None:
     assert split["train"]["images"] + split["val"]["images"] == 52  # 2 x (24 + 2)
 
 
+def test_evaluation_has_intervals_calibration_errors_and_gradcam(first_run: Any) -> None:
+    from xray.calibration import apply_temperature
+
+    meta = Client().get_model_version(MODEL_NAME, first_run.model_version.number).run_metadata
+    evaluate = first_run.steps["evaluate_model"].run_metadata
+    for name in ("roc_auc", "accuracy", "sensitivity", "specificity"):
+        low, high = evaluate["test_ci95"][name]
+        assert 0.0 <= low <= meta["metrics"][name] <= high <= 1.0, (name, low, high)
+    assert 0.0 <= evaluate["ece"] <= 1.0 and 0.0 <= evaluate["brier"] <= 1.0
+    fit = first_run.steps["calibrate_model"].run_metadata
+    assert fit["temperature"] > 0 and isinstance(fit["applied"], bool)
+    # The served model is the calibrated one: trained model's p, through T when applied.
+    trained = first_run.steps["train_model"].outputs["trained_model"][0].load().load()
+    served = first_run.steps["calibrate_model"].outputs["keras_model"][0].load().load()
+    images = np.stack([synthetic_pixels(i % 2, 48, np.random.default_rng(i)) for i in range(4)])
+    rgb = np.repeat(images[..., None], 3, axis=-1)
+    p_trained = trained.predict(rgb, verbose=0).reshape(-1)
+    expected = apply_temperature(p_trained, fit["temperature"]) if fit["applied"] else p_trained
+    np.testing.assert_allclose(served.predict(rgb, verbose=0).reshape(-1), expected, rtol=1e-4)
+    errors = first_run.steps["analyze_errors"]
+    for name in ("error_examples", "gradcam_examples"):
+        artifact = errors.outputs[name][0]
+        assert artifact.load().png.startswith(b"\x89PNG")
+        assert artifact.visualizations, name
+    analysis = errors.outputs["error_analysis"][0].load()
+    assert analysis["subtypes"]["NORMAL"]["n"] == 10  # the test folder's NORMAL images
+    card = str(first_run.steps["create_model_card"].outputs["model_card"][0].load())
+    assert f"{fit['temperature']:.2f}" in card
+
+
 def test_mlflow_run_has_params_epochs_metrics_plots_and_model(first_run: Any) -> None:
     version = Client().get_model_version(MODEL_NAME, first_run.model_version.number)
     run_id = version.run_metadata["mlflow_run_id"]
