@@ -58,7 +58,7 @@ def training_pipeline(
         data_dir=data_dir, listing_version=listing, extra_data_dirs=extra
     )
     train_set, val_set, test_set = split_dataset(dataset)
-    statistics = compute_image_statistics(train_set, val_set, test_set)
+    statistics, _overview = compute_image_statistics(train_set, val_set, test_set)
     _quality_report, quality = check_data_quality(dataset, statistics)
     _drift_report, drift = check_data_drift(statistics)
     validation = validation_gate(quality, drift)

@@ -6,15 +6,20 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
-from xray.constants import IMAGE_STATISTICS_ARTIFACT
+from materializers import PngFigureMaterializer
+from xray.constants import DATA_OVERVIEW_ARTIFACT, IMAGE_STATISTICS_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.image_stats import statistics_table
+from xray.plots import PngFigure, data_overview_figure
 
 
-@step
+@step(output_materializers={DATA_OVERVIEW_ARTIFACT: PngFigureMaterializer})
 def compute_image_statistics(
     train_set: ImageDataset, val_set: ImageDataset, test_set: ImageDataset
-) -> Annotated[pd.DataFrame, IMAGE_STATISTICS_ARTIFACT]:
+) -> tuple[
+    Annotated[pd.DataFrame, IMAGE_STATISTICS_ARTIFACT],
+    Annotated[PngFigure, DATA_OVERVIEW_ARTIFACT],
+]:
     """Computes size, intensity, entropy and sharpness statistics for every image.
 
     Args:
@@ -23,10 +28,15 @@ def compute_image_statistics(
         test_set: Test images.
 
     Returns:
-        The statistics table (see :mod:`xray.image_stats`); the training rows are the
-        drift reference for this model.
+        The statistics table (see :mod:`xray.image_stats`; the training rows are the
+        drift reference for this model), and an overview figure: images and patients
+        per class and split, and a few training images per class with their patients.
     """
     start = time.perf_counter()
     table = statistics_table({"train": train_set, "val": val_set, "test": test_set})
     log_metadata(metadata={"rows": len(table), "seconds": round(time.perf_counter() - start, 2)})
-    return table
+    splits = {"train": train_set, "val": val_set, "test": test_set}
+    overview = PngFigure(
+        data_overview_figure(splits), "Class counts per split and sample training images"
+    )
+    return table, overview

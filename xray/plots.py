@@ -134,3 +134,50 @@ def reliability_figure(calibration: dict[str, Any]) -> bytes:
     ax_count.set_xlabel("mean predicted P(PNEUMONIA)")
     ax_count.set_ylabel("images")
     return _figure_to_png(fig)
+
+
+def data_overview_figure(splits: dict[str, Any], per_class: int = 4, seed: int = 0) -> bytes:
+    """Images and patients per class in every split (bars), and a few training images of
+    each class with their patient ids, as PNG.
+
+    Args:
+        splits: Split name -> :class:`xray.dataset.ImageDataset`.
+        per_class: Training images shown per class.
+        seed: Which images are shown.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    names = list(splits)
+    fig = plt.figure(figsize=(2.0 * per_class + 4, 2.2 * len(CLASS_NAMES)))
+    grid = fig.add_gridspec(len(CLASS_NAMES), per_class + 2)
+    ax = fig.add_subplot(grid[:, :2])
+    x = np.arange(len(names))
+    for offset, (label, name) in zip((-0.2, 0.2), enumerate(CLASS_NAMES), strict=True):
+        counts = [int((splits[s].labels == label).sum()) for s in names]
+        bars = ax.bar(x + offset, counts, width=0.4, label=name)
+        ax.bar_label(bars, fontsize=8)
+    ax.set_xticks(x, [f"{s}\n{splits[s].patient_count()} patients" for s in names])
+    ax.set_ylabel("images")
+    ax.set_title("Images per class and split")
+    ax.legend(fontsize=8)
+    train = splits.get("train") or next(iter(splits.values()))
+    rng = np.random.default_rng(seed)
+    for row, name in enumerate(CLASS_NAMES):
+        indices = np.flatnonzero(train.labels == row)
+        chosen = rng.choice(indices, size=min(per_class, len(indices)), replace=False)
+        for col in range(per_class):
+            axis = fig.add_subplot(grid[row, col + 2])
+            axis.axis("off")
+            if col >= len(chosen):
+                continue
+            i = int(chosen[col])
+            with Image.open(io.BytesIO(train.images[i])) as image:
+                thumb = image.convert("L")
+                thumb.thumbnail((160, 160))
+                axis.imshow(np.asarray(thumb), cmap="gray")
+            axis.set_title(f"{name}\n{train.patients[i][:22]}", fontsize=7)
+    return _figure_to_png(fig)
