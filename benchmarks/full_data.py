@@ -61,6 +61,9 @@ def main() -> None:
         env = {
             **os.environ,
             "ZENML_CONFIG_PATH": str(Path(tmp) / "zenml"),
+            "ZENML_REPOSITORY_PATH": str(
+                Path(tmp) / "zenml-repo"
+            ),  # leave the project's .zen alone
             "BENTOML_HOME": str(Path(tmp) / "bentoml"),
             "ZENML_ANALYTICS_OPT_IN": "false",
         }

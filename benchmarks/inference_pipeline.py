@@ -73,6 +73,7 @@ def main() -> None:
         env = {
             **os.environ,
             "ZENML_CONFIG_PATH": str(root / "zenml"),
+            "ZENML_REPOSITORY_PATH": str(root / "zenml-repo"),  # leave the project's .zen alone
             "BENTOML_HOME": str(root / "bentoml"),
             "ZENML_ANALYTICS_OPT_IN": "false",
         }

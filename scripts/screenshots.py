@@ -152,6 +152,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_STORE")}
         env.update(
             ZENML_CONFIG_PATH=str(root / "zenml"),
+            ZENML_REPOSITORY_PATH=str(root / "zenml-repo"),  # leave the project's .zen alone
             BENTOML_HOME=str(root / "bentoml"),
             ZENML_AUTO_OPEN_DASHBOARD="false",
             ZENML_ANALYTICS_OPT_IN="false",

@@ -74,3 +74,34 @@ def test_quickstart_commands_exist() -> None:
     assert re.search(r"^run: ", makefile, re.MULTILINE) and "run.py --stack local" in makefile
     assert re.search(r"^test: ", makefile, re.MULTILINE)
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+# Step inputs that the pipelines wire (artifacts or pipeline arguments), not settings.
+WIRED = {
+    "load_dataset.listing_version",
+    "load_dataset.extra_data_dirs",
+    "create_model_card.temperature",
+    "create_model_card.error_analysis",
+}
+
+
+def test_every_step_parameter_with_a_default_is_documented() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    import steps
+
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", README, flags=re.MULTILINE))
+    missing = []
+    for module in pkgutil.iter_modules(steps.__path__):
+        step = getattr(importlib.import_module(f"steps.{module.name}"), module.name, None)
+        if step is None:
+            continue
+        for name, parameter in inspect.signature(step.entrypoint).parameters.items():
+            key = f"{module.name}.{name}"
+            if parameter.default is inspect.Parameter.empty or key in WIRED:
+                continue
+            if key not in documented and not any(d.startswith(key + ".") for d in documented):
+                missing.append(key)
+    assert not missing, f"step settings missing from the README's configuration tables: {missing}"
