@@ -50,3 +50,35 @@ def save(name: str, result: dict[str, Any]) -> Path:
     path.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return path
+
+
+_WRAPPER = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+with open(sys.argv[1], "w") as log:
+    code = subprocess.call([sys.executable, "run.py", *sys.argv[2:]], stdout=log, stderr=log)
+wall = time.perf_counter() - start
+rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"exit_code": code, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_mb)}))
+"""
+
+
+def timed_run(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """``python run.py ARGS`` in a fresh process: wall time and its peak RSS, measured by a
+    wrapper process; exits with the run's log tail when the run fails."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+        out = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, log.name, *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        result = json.loads(out.strip().splitlines()[-1])
+        if result["exit_code"] != 0:
+            raise SystemExit(f"run.py {' '.join(args)} failed: {result}\n{log.read()[-4000:]}")
+    return result

@@ -17,16 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import PROJECT_ROOT, SHARED_TRAIN, save
-
-WRAPPER = """
-import json, resource, subprocess, sys, time
-start = time.perf_counter()
-code = subprocess.call([sys.executable, "run.py", *sys.argv[1:]])
-wall = time.perf_counter() - start
-rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"exit_code": code, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_mb)}))
-"""
+from common import PROJECT_ROOT, SHARED_TRAIN, save, timed_run
 
 READ_BACK = """
 import json
@@ -68,16 +59,7 @@ def main() -> None:
             "ZENML_ANALYTICS_OPT_IN": "false",
         }
         command = ["--stack", "local", "--data", str(args.data), "--config", str(args.config)]
-        out = subprocess.run(
-            [sys.executable, "-c", WRAPPER, *command],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        timing = json.loads(out.stdout.strip().splitlines()[-1])
-        if timing["exit_code"] != 0:
-            raise SystemExit(f"run.py failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        timing = timed_run(env, *command)
         result = subprocess.run(
             [sys.executable, "-c", READ_BACK],
             cwd=PROJECT_ROOT,

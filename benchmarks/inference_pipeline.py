@@ -14,42 +14,15 @@ usage: python benchmarks/inference_pipeline.py [DATA_DIR] [--images 10000]
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from batch_inference import flat_folder, run_child
-from common import PROJECT_ROOT, SHARED_TRAIN, save
-
-WRAPPER = """
-import json, resource, subprocess, sys, time
-start = time.perf_counter()
-code = subprocess.call([sys.executable, "run.py", *sys.argv[1:]],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-wall = time.perf_counter() - start
-rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"exit_code": code, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_mb)}))
-"""
-
-
-def timed(env: dict[str, str], *args: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    if result["exit_code"] != 0:
-        raise SystemExit(f"run.py {' '.join(args)} failed: {result}")
-    return result
+from common import SHARED_TRAIN, save, timed_run
 
 
 def infer(env: dict[str, str], data: Path, out: Path) -> dict[str, object]:
-    result = timed(env, "--pipeline", "inference", "--data", str(data), "--out", str(out))
+    result = timed_run(env, "--pipeline", "inference", "--data", str(data), "--out", str(out))
     summary = json.loads((out / "summary.json").read_text())
     drift = json.loads((out / "drift.json").read_text())
     return {
@@ -77,7 +50,7 @@ def main() -> None:
             "BENTOML_HOME": str(root / "bentoml"),
             "ZENML_ANALYTICS_OPT_IN": "false",
         }
-        training = timed(env, "--stack", "local")
+        training = timed_run(env, "--stack", "local")
         full = infer(env, args.data, root / "out-full")
         flat = root / "flat"
         how = flat_folder(args.data, flat, args.images)

@@ -27,7 +27,7 @@ from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, POSITIVE_CLASS, SPLIT_
 from xray.dataset import SkippedFile
 from xray.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
 from xray.images import MAX_PIXELS, ImageError, inspect_image
-from xray.loading import DataError, _is_hidden
+from xray.loading import DataError, _is_hidden, locate
 from xray.metrics import classification_metrics
 from xray.patients import patient_id_or_file
 
@@ -84,22 +84,7 @@ class InferenceResult:
 
 def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str, str | None]:
     """The filesystem, the stripped path and what is there: ``"file"``, ``"folder"`` or None."""
-    try:
-        fs, path = fsspec.core.url_to_fs(root)
-        fs.invalidate_cache()  # remote listings are cached per process; always list afresh
-        if fs.isdir(path):
-            return fs, path, "folder"
-        return fs, path, "file" if fs.isfile(path) else None
-    except ImportError as exc:
-        raise DataError(f"Cannot read {root}: {exc}. Install the project's dependencies.") from exc
-    except Exception as exc:  # noqa: BLE001 - network, credentials, permissions...
-        hint = (
-            " Check your cloud credentials (AWS profile / GOOGLE_APPLICATION_CREDENTIALS) and "
-            "network access to the bucket."
-            if "://" in root
-            else ""
-        )
-        raise DataError(f"Cannot read the input {root}: {exc!r}.{hint}") from exc
+    return locate(root, "input")
 
 
 def _extension(name: str) -> str:

@@ -111,11 +111,22 @@ class _Folder:
         return found
 
 
-def _root_folder(root: str) -> tuple[fsspec.AbstractFileSystem, _Folder]:
+def locate(
+    root: str, what: str = "data folder"
+) -> tuple[fsspec.AbstractFileSystem, str, str | None]:
+    """The filesystem of ``root`` (local, ``s3://``, ``gs://``), its stripped path, and
+    what is there: ``"folder"``, ``"file"`` or None.
+
+    Raises:
+        DataError: When ``root`` cannot be reached (a missing fsspec backend, network,
+            credentials, permissions), naming ``what`` it was and how to fix it.
+    """
     try:
         fs, path = fsspec.core.url_to_fs(root)
         fs.invalidate_cache()  # remote listings are cached per process; always list afresh
-        is_dir = fs.isdir(path)
+        if fs.isdir(path):
+            return fs, path, "folder"
+        return fs, path, "file" if fs.isfile(path) else None
     except ImportError as exc:
         raise DataError(f"Cannot read {root}: {exc}. Install the project's dependencies.") from exc
     except Exception as exc:  # noqa: BLE001 - network, credentials, permissions...
@@ -125,8 +136,12 @@ def _root_folder(root: str) -> tuple[fsspec.AbstractFileSystem, _Folder]:
             if "://" in root
             else ""
         )
-        raise DataError(f"Cannot read the data folder {root}: {exc!r}.{hint}") from exc
-    if not is_dir:
+        raise DataError(f"Cannot read the {what} {root}: {exc!r}.{hint}") from exc
+
+
+def _root_folder(root: str) -> tuple[fsspec.AbstractFileSystem, _Folder]:
+    fs, path, kind = locate(root)
+    if kind != "folder":
         raise DataError(
             f"Data folder {root} does not exist or is not a folder. Pass --data with a "
             f"folder that holds the images ({EXPECTED_LAYOUT})."
