@@ -6,7 +6,8 @@ config, in a fresh ZenML store and BentoML home; the data set is split here by p
 time, peak RSS, the test metrics with their 95 % bootstrap intervals, the threshold, the
 temperature, calibration and per-subtype results, read back from the model version.
 
-usage: python benchmarks/full_data.py [DATA_DIR] [--config FILE]
+usage: python benchmarks/full_data.py [DATA_DIR] [--config FILE] [--train KEY=VALUE]...
+                                      [--name RESULT]
 """
 
 import argparse
@@ -17,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
 from common import PROJECT_ROOT, SHARED_TRAIN, save, timed_run
 
 READ_BACK = """
@@ -47,6 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=SHARED_TRAIN)
     parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "configs" / "training.yaml")
+    parser.add_argument(
+        "--train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override train_model.config.KEY (YAML value), e.g. --train backbone=vgg16",
+    )
+    parser.add_argument("--name", default="full_data", help="results/<name>.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xray-full-") as tmp:
         env = {
@@ -58,7 +68,16 @@ def main() -> None:
             "BENTOML_HOME": str(Path(tmp) / "bentoml"),
             "ZENML_ANALYTICS_OPT_IN": "false",
         }
-        command = ["--stack", "local", "--data", str(args.data), "--config", str(args.config)]
+        config = args.config
+        if args.train:
+            settings = yaml.safe_load(config.read_text())
+            train = settings["steps"]["train_model"]["parameters"]["config"]
+            for item in args.train:
+                key, _, value = item.partition("=")
+                train[key] = yaml.safe_load(value)
+            config = Path(tmp) / "training.yaml"
+            config.write_text(yaml.safe_dump(settings, sort_keys=False))
+        command = ["--stack", "local", "--data", str(args.data), "--config", str(config)]
         timing = timed_run(env, *command)
         result = subprocess.run(
             [sys.executable, "-c", READ_BACK],
@@ -70,10 +89,11 @@ def main() -> None:
         )
         facts = json.loads(result.stdout.strip().splitlines()[-1])
     save(
-        "full_data",
+        args.name,
         {
             "data": str(args.data),
             "config": str(args.config.relative_to(PROJECT_ROOT)),
+            "train_overrides": args.train,
             "command": "python run.py " + " ".join(command),
             "run": timing,
             **facts,
