@@ -14,6 +14,7 @@ from xray.constants import (
     PREDICTIONS_ARTIFACT,
 )
 from xray.inference import find_inputs, labelled_metrics, score_images
+from xray.metrics import finite
 from xray.model import KerasModelFile
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def batch_predict(
             "skipped_count": len(skipped),
             "predicted": summary["predicted"],
             "images_per_second": summary["images_per_second"],
-            **({"metrics": metrics} if metrics else {}),
+            **({"metrics": finite(metrics)} if metrics else {}),
         }
     )
     return result.predictions, result.statistics, summary

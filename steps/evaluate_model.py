@@ -20,6 +20,7 @@ from xray.metrics import (
     calibration_summary,
     choose_threshold,
     classification_metrics,
+    finite,
 )
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, evaluation_figure, reliability_figure
@@ -103,7 +104,7 @@ def evaluate_model(
     calibration = uncertainty["calibration"]
     log_metadata(
         metadata={
-            "test_ci95": uncertainty["intervals"],
+            "test_ci95": finite(uncertainty["intervals"]),
             "ece": calibration["ece"],
             "brier": calibration["brier"],
         }

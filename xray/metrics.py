@@ -4,6 +4,7 @@ scikit-learn is imported inside the functions: this module is imported when the 
 is defined, and a cached re-run should not pay for it.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,3 +294,15 @@ def calibration_summary(
             for i in range(n_bins)
         ],
     }
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) in nested dicts and lists made
+    None, so that it is valid JSON for the ZenML server and its dashboard."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

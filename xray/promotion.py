@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from xray.metrics import classification_metrics
+from xray.metrics import classification_metrics, finite
 
 MIN_COMPARISON_IMAGES = 20
 """Fewer unseen test images than this (or one class only): compare on the whole split."""
@@ -65,22 +65,12 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable (NaN becomes None)."""
-        return _finite(asdict(self))
+        return finite(asdict(self))
 
     def message(self) -> str:
         """One paragraph a person reads in the log."""
         head = "Promoted to production" if self.promoted else "Not promoted (stays staging)"
         return f"{head}: " + "; ".join(self.reasons)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, float]:

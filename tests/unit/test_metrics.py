@@ -167,3 +167,13 @@ def test_reliability_figure_is_a_small_png() -> None:
     png = reliability_figure(calibration_summary(y, p))
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert 5_000 < len(png) < 200_000
+
+
+def test_finite_makes_nan_json_safe() -> None:
+    import json
+
+    from xray.metrics import finite
+
+    value = {"auc": float("nan"), "ci": [0.1, float("inf")], "n": 3, "name": "x"}
+    assert finite(value) == {"auc": None, "ci": [0.1, None], "n": 3, "name": "x"}
+    json.dumps(finite(value), allow_nan=False)
