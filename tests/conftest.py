@@ -27,8 +27,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import signal  # noqa: E402
 import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -79,3 +83,41 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         monkeypatch.setenv(key, value)
     yield endpoint
     server.stop()
+
+
+@contextmanager
+def bento_server(env: dict[str, str]) -> Iterator[str]:
+    """`bentoml serve` of ``bentos/`` on a free port of 127.0.0.1, ready (``/readyz``)
+    within 120 s or the test fails; stopped (the whole process group) afterwards."""
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=PROJECT_ROOT / "bentos",
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < 120:
+            if process.poll() is not None:
+                pytest.fail(f"bentoml serve exited with {process.returncode}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("bentoml serve was not ready within 120 s")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

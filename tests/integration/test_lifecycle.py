@@ -182,45 +182,19 @@ def test_serving_resolves_the_production_version(runs: list[Any]) -> None:
 
 def test_bentoml_serve_serves_the_production_version(runs: list[Any], workdir: Path) -> None:
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     import httpx
-    from conftest import free_port
+    from conftest import bento_server
 
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "XRAY_MODEL_TAG"}
     env["XRAY_MODEL_NAME"] = MODEL
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=Path(__file__).resolve().parents[2] / "bentos",
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"bentoml serve exited with {process.returncode}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+    with bento_server(env) as url:
         image = encode(synthetic_pixels(1, 56, np.random.default_rng(1)), "PNG")
         answer = httpx.post(f"{url}/predict", files={"image": ("x.png", image)}, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == str(runs[1].model_version.number)
         threshold = float(_version(runs[1]).run_metadata["threshold"])
         assert answer.json()["threshold"] == pytest.approx(threshold)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def _write_images(folder: Path, n: int, size: int, seed: int, invert: bool = False) -> None:

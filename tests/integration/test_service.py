@@ -1,11 +1,6 @@
 """`bentoml serve` as a subprocess on 127.0.0.1: good and bad images, health, contract."""
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from conftest import bento_server
 
 from synthetic import encode, synthetic_pixels
 from xray.model import KerasModelFile, build_model
@@ -20,15 +16,8 @@ from xray.packaging import SERVICE_MODULES, build_bento, save_to_model_store
 from xray.training import predict_probabilities
 
 pytestmark = pytest.mark.integration
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SIZE = 48
 THRESHOLD = 0.37
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,37 +37,9 @@ def model_and_tag() -> tuple:
 
 @pytest.fixture(scope="module")
 def server(model_and_tag: tuple) -> Iterator[str]:
-    port = _free_port()
     env = {**os.environ, "XRAY_MODEL_TAG": model_and_tag[1], "XRAY_MAX_UPLOAD_MB": "2"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT / "bentos",
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    start = time.monotonic()
-    try:
-        while time.monotonic() - start < 120:
-            if process.poll() is not None:
-                pytest.fail(f"bentoml serve exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("bentoml serve was not ready within 120 s")
+    with bento_server(env) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _post(url: str, data: bytes, name: str = "image.png", field: str = "image") -> httpx.Response:
