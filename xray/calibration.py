@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-EPSILON = 1e-7
-"""Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` before taking the logit."""
+from xray.constants import PROBABILITY_EPSILON as EPSILON
+
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 """The range a fitted temperature is searched in."""
 

@@ -91,7 +91,8 @@ def _temperature_scaling_layer() -> type:
 
         ``temperature`` is a fixed configuration value (fitted on validation data by
         :func:`xray.calibration.fit_temperature`), not a weight; probabilities are
-        clipped to ``[EPSILON, 1 - EPSILON]`` of :mod:`xray.calibration` first.
+        clipped to ``[EPSILON, 1 - EPSILON]`` first
+        (:data:`xray.constants.PROBABILITY_EPSILON`, the value the fit uses).
         """
 
         def __init__(self, temperature: float = 1.0, **kwargs: Any) -> None:
@@ -104,7 +105,7 @@ def _temperature_scaling_layer() -> type:
             self.temperature = temperature
 
         def call(self, inputs: Any) -> Any:
-            from xray.calibration import EPSILON
+            from xray.constants import PROBABILITY_EPSILON as EPSILON
 
             p = keras.ops.clip(keras.ops.cast(inputs, self.compute_dtype), EPSILON, 1 - EPSILON)
             logits = keras.ops.log(p) - keras.ops.log1p(-p)

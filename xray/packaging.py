@@ -1,5 +1,6 @@
 """BentoML packaging: the model store entry and the Bento of the prediction service."""
 
+import ast
 import shutil
 import tempfile
 from importlib import metadata as importlib_metadata
@@ -14,16 +15,42 @@ BENTO_DIR = PROJECT_ROOT / "bentos"
 BENTO_NAME = "pneumonia_service"
 SERVICE_REQUIREMENTS = ("bentoml", "tensorflow", "keras", "numpy", "pillow", "matplotlib")
 """What the service imports; pinned to the versions installed here when a Bento is built."""
-SERVICE_MODULES = (
-    "__init__",
-    "constants",
-    "images",
-    "serving",
-    "preprocessing",
-    "model",
-    "gradcam",
-)
-"""The ``xray`` modules the service imports (nothing else goes into the Bento)."""
+
+
+def _xray_imports(path: Path) -> set[str]:
+    """The ``xray`` modules a file imports anywhere in it (function-local imports too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "xray" and len(parts) > 1:
+                found.add(parts[1])
+    return {m for m in found if (PROJECT_ROOT / "xray" / f"{m}.py").is_file()}
+
+
+def service_modules() -> list[str]:
+    """The ``xray`` modules the service can import, found by reading the code.
+
+    The closure of every ``xray`` import in ``bentos/service.py`` and in the modules it
+    reaches, function-local imports included (a lazily imported module is still needed
+    when that function runs in the Bento). Computed, never a hand-kept list: a module
+    missing from the Bento fails only when a request reaches the code that imports it.
+
+    Returns:
+        Module names (``"model"`` for ``xray/model.py``), ``__init__`` first.
+    """
+    todo, seen = [BENTO_DIR / "service.py"], {"__init__"}
+    while todo:
+        for module in _xray_imports(todo.pop()) - seen:
+            seen.add(module)
+            todo.append(PROJECT_ROOT / "xray" / f"{module}.py")
+    return ["__init__", *sorted(seen - {"__init__"})]
 
 
 def save_to_model_store(
@@ -59,7 +86,7 @@ def build_bento(
 
     The context gets ``bentos/service.py``, ``bentos/bentofile.yaml``, ``model_tag.txt``
     (so the Bento always serves the model it was built for), the ``xray``
-    modules the service imports (:data:`SERVICE_MODULES`) and a ``requirements.txt``
+    modules the service imports (:func:`service_modules`) and a ``requirements.txt``
     pinned to this environment; nothing else from the project can end up in the Bento.
 
     Args:
@@ -89,7 +116,7 @@ def build_bento(
             bentofile["description"] = model_card
             (ctx / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False))
         (ctx / "xray").mkdir()
-        for module in SERVICE_MODULES:
+        for module in service_modules():
             shutil.copy2(PROJECT_ROOT / "xray" / f"{module}.py", ctx / "xray" / f"{module}.py")
         (ctx / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n")
         (ctx / "model_tag.txt").write_text(model_tag + "\n")  # the Bento serves this model

@@ -1,6 +1,10 @@
 """`bentoml serve` as a subprocess on 127.0.0.1: good and bad images, health, contract."""
 
+import json
 import os
+import subprocess
+import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +15,8 @@ import yaml
 from conftest import bento_server
 
 from synthetic import encode, synthetic_pixels
-from xray.model import KerasModelFile, build_model
-from xray.packaging import SERVICE_MODULES, build_bento, save_to_model_store
+from xray.model import KerasModelFile, build_model, with_temperature
+from xray.packaging import build_bento, save_to_model_store, service_modules
 from xray.training import predict_probabilities
 
 pytestmark = pytest.mark.integration
@@ -144,7 +148,7 @@ def test_bento_contains_only_what_the_service_needs(model_and_tag: tuple) -> Non
     src = Path(bento.path) / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
     assert files == {"service.py", "bentofile.yaml", "model_tag.txt"} | {
-        f"xray/{m}.py" for m in SERVICE_MODULES
+        f"xray/{m}.py" for m in service_modules()
     }
     info = yaml.safe_load((Path(bento.path) / "bento.yaml").read_text())
     assert (src / "model_tag.txt").read_text().strip() == model_and_tag[1]
@@ -153,3 +157,62 @@ def test_bento_contains_only_what_the_service_needs(model_and_tag: tuple) -> Non
     assert info["entry_service"] == "PneumoniaClassifier"
     requirements = (Path(bento.path) / "env" / "python" / "requirements.txt").read_text()
     assert "tensorflow==" in requirements and "bentoml==" in requirements
+
+
+# Runs inside the Bento's own files: ``python -S`` (no site hooks, so the project's
+# editable install is invisible) with the Bento's src/ first and the bare site-packages.
+_IN_BENTO = """
+import io, json, sys
+import numpy as np
+from PIL import Image
+import service
+import xray
+assert xray.__file__.startswith(sys.argv[1]), xray.__file__
+from xray.gradcam import gradcam
+from xray.model import load_model, model_temperature
+from xray.serving import prepare_upload
+import bentoml
+model = load_model(bentoml.models.get(service.MODEL_TAG).path_of("model.keras"))
+buffer = io.BytesIO()
+Image.fromarray(np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)).save(buffer, "PNG")
+pixels = prepare_upload(buffer.getvalue(), 48)
+heatmap, probability = gradcam(model, pixels)
+print(json.dumps({"temperature": model_temperature(model), "probability": float(probability),
+                  "p": float(model(pixels[None], training=False).numpy().ravel()[0])}))
+"""
+
+
+def test_built_bento_runs_a_calibrated_model_without_the_project(tmp_path: Path) -> None:
+    """What `bentoml containerize` ships must load and run on its own files: a module the
+    service reaches only at call time (the temperature layer's) must be inside."""
+    import bentoml
+    from PIL import Image
+
+    from xray.serving import prepare_upload
+
+    model = with_temperature(build_model("compact_cnn", SIZE, weights=None, seed=5).model, 0.66)
+    tag = save_to_model_store(
+        KerasModelFile.from_model(model),
+        metadata={"threshold": 0.5, "image_size": SIZE, "class_names": ["NORMAL", "PNEUMONIA"]},
+        labels={"zenml_model_version": "7"},
+    )
+    src = Path(bentoml.get(build_bento(tag)).path) / "src"
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), site_packages])}
+    env.pop("XRAY_MODEL_TAG", None)  # the Bento's model_tag.txt decides
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", _IN_BENTO, str(src)],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["temperature"] == pytest.approx(0.66)
+    png = tmp_path / "x.png"
+    Image.fromarray(np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)).save(png)
+    expected = float(model(prepare_upload(png.read_bytes(), SIZE)[None], training=False)[0, 0])
+    assert answer["p"] == pytest.approx(expected, abs=1e-5)
+    assert answer["probability"] == pytest.approx(expected, abs=1e-5)
