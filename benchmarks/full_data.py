@@ -7,7 +7,11 @@ time, peak RSS, the test metrics with their 95 % bootstrap intervals, the thresh
 temperature, calibration and per-subtype results, read back from the model version.
 
 usage: python benchmarks/full_data.py [DATA_DIR] [--config FILE] [--train KEY=VALUE]...
-                                      [--name RESULT]
+                                      [--name RESULT] [--export DIR]
+
+``--export DIR`` keeps the served (calibrated) model as ``DIR/model.keras`` with
+``DIR/model.json`` (threshold, split settings, metrics), for the shift suite
+(``benchmarks/shift_suite.py``) to compare models trained by different code.
 """
 
 import argparse
@@ -44,6 +48,25 @@ print(json.dumps({
 }, default=str))
 """
 
+EXPORT = """
+import json, sys
+from pathlib import Path
+from zenml.client import Client
+from zenml.utils import source_utils
+source_utils.set_custom_source_root(sys.argv[2])  # the materializers are the project's
+version = Client().get_model_version("pneumonia_classifier")
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+run = Client().list_pipeline_runs(pipeline_name="training", sort_by="desc:created", size=1).items[0]
+(out / "model.keras").write_bytes(version.get_artifact("keras_model").load().data)
+split = run.steps["split_dataset"].config.parameters
+(out / "model.json").write_text(json.dumps({
+    "threshold": float(version.get_artifact("decision_threshold").load()),
+    "split": {k: split[k] for k in ("val_fraction", "test_fraction", "seed") if k in split},
+    "metrics": version.run_metadata["metrics"],
+}, indent=2, default=str))
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,6 +80,7 @@ def main() -> None:
         help="override train_model.config.KEY (YAML value), e.g. --train backbone=vgg16",
     )
     parser.add_argument("--name", default="full_data", help="results/<name>.json")
+    parser.add_argument("--export", type=Path, help="keep the model in DIR (model.keras)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xray-full-") as tmp:
         env = {
@@ -88,6 +112,13 @@ def main() -> None:
             check=True,
         )
         facts = json.loads(result.stdout.strip().splitlines()[-1])
+        if args.export:
+            subprocess.run(
+                [sys.executable, "-c", EXPORT, str(args.export.resolve()), str(PROJECT_ROOT)],
+                cwd=PROJECT_ROOT,
+                env=env,
+                check=True,
+            )
     save(
         args.name,
         {
