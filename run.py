@@ -21,6 +21,7 @@ Examples:
   python run.py --stack local --data kaggle         # download with the Kaggle API
   python run.py --stack local --config configs/training.yaml
   python run.py --stack local --data data/sample --data ~/new_xrays   # train on both
+  python run.py --data ~/chest_xray/train --external-test ~/other_site   # + external test
   python run.py --stack local --pipeline inference --data ~/new_xrays --out preds
   python run.py --stack local --pipeline inference --data scan.jpeg
   python run.py --pipeline inference --data ~/new_xrays --on-drift retrain
@@ -113,11 +114,18 @@ def _print_summary(run: Any) -> None:
     if facts:
         m = facts["metrics"]
         click.echo(
-            f"Model {facts['model_name']} version {facts['model_version']}: test AUC "
+            f"Model {facts['model_name']} version {facts['model_version']}: in-split test AUC "
             f"{m['roc_auc']:.3f}, accuracy {m['accuracy']:.3f}, sensitivity "
             f"{m['sensitivity']:.3f}, specificity {m['specificity']:.3f} at threshold "
             f"{facts['threshold']:.3f} (chosen on validation; pretrained={facts['pretrained']})."
         )
+        for name, ext in (facts.get("external") or {}).items():
+            e = ext["metrics"]
+            click.echo(
+                f"External set {name} ({ext['n']} images, never used for any choice): AUC "
+                f"{e['roc_auc']:.3f}, accuracy {e['accuracy']:.3f}, sensitivity "
+                f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}."
+            )
         click.echo(
             "This model is a demonstration, not a medical device: do not use its "
             "predictions for diagnosis."
@@ -220,6 +228,13 @@ def _dry_run(stack: str, config: Path, data: str | None) -> None:
     "Training: repeat to merge folders. Inference: one folder (any layout) or one image.",
 )
 @click.option(
+    "--external-test",
+    "external_tests",
+    multiple=True,
+    help="Training: a labelled folder from another site or collection, scored by the final "
+    "model at the final threshold and never used for any choice; repeatable.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=DEFAULT_OUT,
@@ -244,6 +259,7 @@ def main(
     pipeline_name: str,
     config: Path | None,
     data: tuple[str, ...],
+    external_tests: tuple[str, ...],
     out: Path,
     on_drift: str | None,
     no_cache: bool,
@@ -260,6 +276,8 @@ def main(
             raise click.UsageError("--dry-run compiles the training pipeline on one --data.")
         _dry_run(stack, config, data[0] if data else None)
         return
+    if external_tests and pipeline_name != "training":
+        raise click.UsageError("--external-test belongs to training runs (--pipeline training).")
     if pipeline_name == "inference" and len(data) != 1:
         raise click.UsageError(
             "--pipeline inference needs one --data: a folder of images or one image."
@@ -268,7 +286,8 @@ def main(
         data_dirs = [resolve_data(d) for d in data] or [resolve_data(None)]
         spec = _prepare_stack(stack, data_dirs)
         if pipeline_name == "training":
-            _train(spec, config, data_dirs, no_cache)
+            external = [resolve_data(d) for d in external_tests]
+            _train(spec, config, data_dirs, no_cache, external_test_dirs=external)
         else:
             _infer(spec, config, data_dirs[0], out, on_drift, no_cache)
     except (DataError, StackSpecError) as exc:
@@ -308,6 +327,7 @@ def _train(
     data_dirs: list[str],
     no_cache: bool,
     overrides: dict[str, Any] | None = None,
+    external_test_dirs: list[str] | None = None,
 ) -> Any:
     """The training run, for a manual run and for a retrain after drift alike."""
     from pipelines.training import training_pipeline
@@ -315,7 +335,12 @@ def _train(
 
     config = merge_run_config(config, spec, PROJECT_ROOT / "outputs" / "configs", overrides)
     pipeline = training_pipeline.with_options(config_path=str(config), enable_cache=not no_cache)
-    run = _run_pipeline(pipeline, data_dir=data_dirs[0], extra_data_dirs=data_dirs[1:])
+    run = _run_pipeline(
+        pipeline,
+        data_dir=data_dirs[0],
+        extra_data_dirs=data_dirs[1:],
+        external_test_dirs=external_test_dirs or None,
+    )
     if run is not None:
         _print_summary(run)
     return run

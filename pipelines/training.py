@@ -12,8 +12,10 @@ from steps.check_data_drift import check_data_drift
 from steps.check_data_quality import check_data_quality
 from steps.compute_image_statistics import compute_image_statistics
 from steps.create_model_card import create_model_card
+from steps.evaluate_external import evaluate_external
 from steps.evaluate_model import evaluate_model
 from steps.load_dataset import load_dataset
+from steps.load_external_sets import load_external_sets
 from steps.package_model import package_model
 from steps.promote_model import promote_model
 from steps.register_model import register_model
@@ -33,7 +35,10 @@ def data_listing(data_dir: str) -> str:
 
 @pipeline(name="training")
 def training_pipeline(
-    data_dir: str, listing: str = "", extra_data_dirs: list[str] | None = None
+    data_dir: str,
+    listing: str = "",
+    extra_data_dirs: list[str] | None = None,
+    external_test_dirs: list[str] | None = None,
 ) -> None:
     """Trains, evaluates, registers and (when it is better) promotes a pneumonia classifier.
 
@@ -50,6 +55,8 @@ def training_pipeline(
             whenever files change.
         extra_data_dirs: More data folders merged into the data set (a retrain on new
             data after drift: the production model's folders plus the new one).
+        external_test_dirs: Labelled folders from another site or collection, scored by
+            the final model at the final threshold and never used for any choice.
     """
     extra = list(extra_data_dirs or [])
     if not listing:
@@ -57,7 +64,7 @@ def training_pipeline(
     dataset, fingerprint = load_dataset(
         data_dir=data_dir, listing_version=listing, extra_data_dirs=extra
     )
-    train_set, val_set, test_set = split_dataset(dataset)
+    train_set, val_set, test_set, split_summary = split_dataset(dataset)
     statistics, _overview = compute_image_statistics(train_set, val_set, test_set)
     _quality_report, quality = check_data_quality(dataset, statistics)
     _drift_report, drift = check_data_drift(statistics)
@@ -66,6 +73,13 @@ def training_pipeline(
     model, temperature = calibrate_model(trained, val_set)
     metrics, threshold, _plots, uncertainty, _calibration = evaluate_model(model, val_set, test_set)
     _errors, _gradcam, error_analysis = analyze_errors(model, test_set, threshold)
+    external = None
+    if external_test_dirs:
+        external_listing = "+".join(data_listing(d) for d in external_test_dirs)
+        external_sets = load_external_sets(external_test_dirs, external_listing)
+        external, _external_plots, _external_drift = evaluate_external(
+            model, threshold, external_sets, train_set, val_set, test_set, statistics
+        )
     sources = [data_dir, *extra]
     card, _card_html = create_model_card(
         statistics,
@@ -76,12 +90,16 @@ def training_pipeline(
         uncertainty,
         validation,
         sources,
+        split_summary,
         temperature,
         error_analysis,
+        external,
     )
     bentoml_model = package_model(model, metrics, threshold, fingerprint)
     bento, _archive = build_bento(bentoml_model, card)
     register_model(
-        metrics, threshold, fingerprint, facts, validation, bentoml_model, bento, sources
+        metrics, threshold, fingerprint, facts, validation, bentoml_model, bento, sources, external
     )
-    promote_model(model, test_set, metrics, threshold, after="register_model")
+    promote_model(
+        model, test_set, metrics, threshold, external_metrics=external, after="register_model"
+    )

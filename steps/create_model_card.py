@@ -10,11 +10,48 @@ from zenml.types import HTMLString, MarkdownString
 from xray.constants import CLASS_NAMES, MODEL_CARD_ARTIFACT, MODEL_CARD_HTML_ARTIFACT
 from xray.model_card import render_model_card
 
-SPLIT_RULE = (
-    "patient-level and class-stratified: no patient (and no byte-identical image) in two "
-    "splits; a Kaggle test/ folder is kept as the test split, the rest is split into "
-    "train and validation (settings split_dataset.*)"
-)
+
+def split_rule(summary: dict[str, Any]) -> str:
+    """The card's description of the split, written from what ``split_dataset`` did."""
+
+    def pct(fraction: Any) -> str:
+        return f"{100 * float(fraction):.0f} %"
+
+    text = (
+        f"Patient-level and class-stratified (seed {summary.get('seed')}): no patient, and "
+        "no byte-identical image, in two splits. "
+    )
+    if summary.get("official_test_kept"):
+        text += (
+            "The official Kaggle test/ folder was kept as the test split as published; the "
+            f"other images were split into train and validation ({pct(summary['val_fraction'])}"
+            " validation). "
+        )
+        dropped = summary.get("dropped_files") or []
+        if dropped:
+            copies = sum(d["reason"].startswith("identical") for d in dropped)
+            text += (
+                f"{len(dropped)} train/val image(s) were dropped because the test split has "
+                f"them: {copies} identical copies, {len(dropped) - copies} of a test "
+                "patient (named in the split_dataset step's metadata). "
+            )
+    else:
+        if summary.get("official_test_present"):
+            text += (
+                "A test/ folder was present but NOT kept as the test split "
+                "(split_dataset.use_official_test off, as in a retrain after drift): "
+            )
+        text += (
+            f"all images were split three ways ({pct(summary.get('val_fraction', 0))} "
+            f"validation, {pct(summary.get('test_fraction') or 0)} test). "
+        )
+    text += (
+        f"Patients: {summary.get('patient_ids_parsed', 0)} ids parsed from Kaggle-style file "
+        f"names ({summary.get('images_with_parsed_patient', 0)} images); "
+        f"{summary.get('images_one_patient_per_file', 0)} image(s) with no parsable id "
+        "counted as one patient each."
+    )
+    return text
 
 
 def split_counts(statistics: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -37,8 +74,10 @@ def create_model_card(
     uncertainty: dict[str, Any],
     validation_summary: dict[str, Any],
     sources: list[str],
+    split_summary: dict[str, Any],
     temperature: dict[str, Any] | None = None,
     error_analysis: dict[str, Any] | None = None,
+    external_metrics: dict[str, Any] | None = None,
 ) -> tuple[
     Annotated[MarkdownString, MODEL_CARD_ARTIFACT],
     Annotated[HTMLString, MODEL_CARD_HTML_ARTIFACT],
@@ -59,9 +98,11 @@ def create_model_card(
             from ``evaluate_model``.
         validation_summary: The data gates' outcome.
         sources: The data folders the data set was loaded from.
+        split_summary: What ``split_dataset`` did (described on the card).
         temperature: The temperature scaling fit of ``calibrate_model``.
         error_analysis: Per-subtype results and the error examples of
             ``analyze_errors``.
+        external_metrics: The external test sets' scores (``evaluate_external``).
 
     Returns:
         The card as Markdown and as standalone HTML (both are dashboard visualizations).
@@ -75,7 +116,7 @@ def create_model_card(
             "source": sources,
             "fingerprint": data_fingerprint,
             "splits": split_counts(image_statistics),
-            "split_rule": SPLIT_RULE,
+            "split_rule": split_rule(split_summary),
             "skipped": int(validation_summary.get("skipped", 0)),
         },
         "training": {
@@ -85,6 +126,7 @@ def create_model_card(
             "best_val_auc": training_facts.get("best_val_auc"),
         },
         "metrics": metrics,
+        "external": external_metrics or {},
         "intervals": uncertainty.get("intervals"),
         "threshold": {
             "value": float(threshold),
@@ -92,6 +134,8 @@ def create_model_card(
             "target_sensitivity": uncertainty.get("target_sensitivity"),
             "val_sensitivity": metrics.get("val_sensitivity"),
             "val_specificity": metrics.get("val_specificity"),
+            "under_shift": uncertainty.get("threshold_under_shift", False),
+            "shift_operating_points": uncertainty.get("shift_operating_points"),
         },
         "calibration": uncertainty.get("calibration"),
         "temperature": temperature,

@@ -1,9 +1,11 @@
 """Step: choose the decision threshold on validation, measure on test."""
 
 import logging
+import math
 from typing import Annotated, Any
 
 import mlflow
+import numpy as np
 from zenml import log_metadata, step
 
 from materializers import PngFigureMaterializer
@@ -24,6 +26,7 @@ from xray.metrics import (
 )
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, evaluation_figure, reliability_figure
+from xray.shifts import operating_points, shifted_predictions
 from xray.tracking import log_png
 from xray.training import predict_probabilities
 
@@ -44,6 +47,8 @@ def evaluate_model(
     threshold_rule: str = "target_sensitivity",
     target_sensitivity: float = 0.95,
     bootstrap_resamples: int = 1000,
+    threshold_under_shift: bool = False,
+    shift_check: bool = True,
 ) -> tuple[
     Annotated[dict[str, Any], METRICS_ARTIFACT],
     Annotated[float, THRESHOLD_ARTIFACT],
@@ -59,7 +64,13 @@ def evaluate_model(
         test_set: Test images (reported metrics).
         threshold_rule: ``target_sensitivity`` or ``youden``.
         target_sensitivity: Validation sensitivity the threshold must reach.
-        bootstrap_resamples: Resamples of the test split for the 95 % intervals.
+        bootstrap_resamples: Resamples of the test split's patients for the 95 %
+            intervals (each drawn patient brings all of their images).
+        threshold_under_shift: Choose the threshold on the validation images pooled
+            with their copies under every shift of :mod:`xray.shifts` (instead of the
+            validation images alone).
+        shift_check: Report the chosen threshold's sensitivity and specificity on the
+            test split under every shift (metadata ``shift_operating_points``).
 
     Returns:
         Test metrics at the threshold, the threshold, the confusion matrix, ROC and
@@ -68,8 +79,17 @@ def evaluate_model(
     """
     size = model.image_size
     keras_model = model.load()
-    val_p = predict_probabilities(keras_model, val_set.images, size)
-    threshold = choose_threshold(val_set.labels, val_p, threshold_rule, target_sensitivity)
+
+    def predict(images: list[bytes]) -> np.ndarray:
+        return predict_probabilities(keras_model, images, size)
+
+    if threshold_under_shift:
+        shifted_val = shifted_predictions(list(val_set.images), predict)
+        val_y = np.tile(val_set.labels, len(shifted_val))
+        val_p = np.concatenate(list(shifted_val.values()))
+    else:
+        val_y, val_p = val_set.labels, predict(val_set.images)
+    threshold = choose_threshold(val_y, val_p, threshold_rule, target_sensitivity)
     test_p = predict_probabilities(keras_model, test_set.images, size)
     metrics = classification_metrics(test_set.labels, test_p, threshold.value)
     metrics.update(
@@ -95,12 +115,35 @@ def evaluate_model(
     log_png(figure.png, "plots/evaluation.png")
     uncertainty = {
         "intervals": bootstrap_intervals(
-            test_set.labels, test_p, threshold.value, n_resamples=bootstrap_resamples
+            test_set.labels,
+            test_p,
+            threshold.value,
+            n_resamples=bootstrap_resamples,
+            groups=test_set.patients,
         ),
+        "bootstrap_unit": "patient",
+        "threshold_under_shift": threshold_under_shift,
         "calibration": calibration_summary(test_set.labels, test_p),
         "target_sensitivity": target_sensitivity,
         "bootstrap_resamples": bootstrap_resamples,
     }
+    if shift_check:
+        shifted_test = shifted_predictions(list(test_set.images), predict)
+        points = operating_points(test_set.labels, shifted_test, threshold.value)
+        uncertainty["shift_operating_points"] = points
+        log_metadata(metadata={"shift_operating_points": finite(points)})
+        mlflow.log_metrics(
+            {f"shift_worst_{k}": v for k, v in points["worst"].items() if math.isfinite(v)}
+        )
+        logger.info(
+            "Under the shift suite (test split, threshold %.3f): sensitivity mean %.3f, worst "
+            "%.3f; specificity mean %.3f, worst %.3f",
+            threshold.value,
+            points["mean"]["sensitivity"],
+            points["worst"]["sensitivity"],
+            points["mean"]["specificity"],
+            points["worst"]["specificity"],
+        )
     calibration = uncertainty["calibration"]
     log_metadata(
         metadata={

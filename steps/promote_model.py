@@ -69,6 +69,7 @@ def promote_model(
     metrics: dict[str, Any],
     threshold: float,
     gates: PromotionGates | None = None,
+    external_metrics: dict[str, Any] | None = None,
 ) -> Annotated[dict[str, Any], PROMOTION_ARTIFACT]:
     """Moves this run's model version to ``production`` when it passes the gates, else to
     ``staging``; the decision and every reason go into the version's metadata.
@@ -81,7 +82,9 @@ def promote_model(
         test_set: This run's test split.
         metrics: This run's test metrics (absolute gates).
         threshold: This run's decision threshold.
-        gates: Minimum AUC and sensitivity, tolerated loss against production.
+        gates: Minimum AUC and sensitivity, tolerated loss against production, and the
+            optional minimums on external test sets.
+        external_metrics: The external sets' scores (``evaluate_external``), if any.
 
     Returns:
         The decision (promoted, stage, reasons, checks, both models' comparison metrics).
@@ -109,7 +112,11 @@ def promote_model(
                 production,
             )
     decision = decide(
-        metrics, gates, comparison, str(production.number) if production is not None else None
+        metrics,
+        gates,
+        comparison,
+        str(production.number) if production is not None else None,
+        external=external_metrics,
     )
     version.set_stage(decision.stage, force=True)
     record = decision.to_dict()

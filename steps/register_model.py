@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from zenml import get_step_context, step
 
 from xray.constants import CLASS_NAMES
+from xray.external import HEADLINE
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ def register_model(
     bentoml_model_tag: str,
     bento_tag: str,
     sources: list[str],
+    external_metrics: dict[str, Any] | None = None,
 ) -> Annotated[dict[str, Any], "model_version_facts"]:
     """Attaches metrics, threshold, image size, classes and data fingerprint to the model.
 
@@ -41,6 +43,8 @@ def register_model(
             ``bento_archive`` artifact).
         sources: The data folders the model was trained on (a retrain on new data
             merges them with the new folder).
+        external_metrics: Per external test set, its headline metrics and intervals
+            (``evaluate_external``); None without ``--external-test``.
 
     Returns:
         The facts recorded on the model version.
@@ -65,7 +69,18 @@ def register_model(
             "warnings": validation_summary["warnings"],
             "drift_share": float(validation_summary["drift_share"]),
         },
+        "metrics_scope": "in-split: the test split comes from the training data's collection",
     }
+    if external_metrics:
+        facts["external"] = {
+            name: {
+                "source": result["source"],
+                "n": result["n"],
+                "metrics": {k: result["metrics"][k] for k in HEADLINE},
+                "ci95": {k: result["intervals"][k] for k in HEADLINE},
+            }
+            for name, result in external_metrics.items()
+        }
     version.log_metadata(facts)
     logger.info("Registered %s version %s", version.name, version.version)
     return {**facts, "model_name": version.name, "model_version": str(version.version)}

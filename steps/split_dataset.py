@@ -1,12 +1,17 @@
 """Step: patient-level, class-stratified train/val/test split."""
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from zenml import log_metadata, step
 
 from materializers import ImageDatasetMaterializer
-from xray.constants import TEST_SET_ARTIFACT, TRAIN_SET_ARTIFACT, VAL_SET_ARTIFACT
+from xray.constants import (
+    SPLIT_SUMMARY_ARTIFACT,
+    TEST_SET_ARTIFACT,
+    TRAIN_SET_ARTIFACT,
+    VAL_SET_ARTIFACT,
+)
 from xray.dataset import ImageDataset
 from xray.split import split_by_patient
 
@@ -32,6 +37,7 @@ def split_dataset(
     Annotated[ImageDataset, TRAIN_SET_ARTIFACT],
     Annotated[ImageDataset, VAL_SET_ARTIFACT],
     Annotated[ImageDataset, TEST_SET_ARTIFACT],
+    Annotated[dict[str, Any], SPLIT_SUMMARY_ARTIFACT],
 ]:
     """Splits by patient so that no patient is in two splits (asserted).
 
@@ -44,7 +50,9 @@ def split_dataset(
         use_official_test: Keep a Kaggle ``test/`` folder as the test split.
 
     Returns:
-        The train, validation and test sets.
+        The train, validation and test sets, and what the split did (counts, the
+        settings, whether an official test folder was kept, the files dropped for
+        overlapping it, how patients were found).
     """
     splits, info = split_by_patient(
         dataset, val_fraction, test_fraction, seed, use_official_test=use_official_test
@@ -55,10 +63,20 @@ def split_dataset(
     }
     for name, counts in summary.items():
         logger.info("%-5s %s", name, counts)
-    if info["dropped_for_test_overlap"]:
+    for dropped in info["dropped_files"]:
         logger.warning(
-            "Dropped %d train/val images whose patients are in the official test split",
-            info["dropped_for_test_overlap"],
+            "Dropped %s from train/val: %s (%s)",
+            dropped["file"],
+            dropped["reason"],
+            dropped["test_file"],
         )
-    log_metadata(metadata={"split_counts": summary, **info, "seed": seed})
-    return splits["train"], splits["val"], splits["test"]
+    record = {
+        "split_counts": summary,
+        **info,
+        "dropped_files": info["dropped_files"][:500],
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": None if info["official_test_kept"] else test_fraction,
+    }
+    log_metadata(metadata=record)
+    return splits["train"], splits["val"], splits["test"], record

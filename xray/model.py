@@ -82,6 +82,136 @@ def pixel_scaling(mode: str, name: str = "pixel_scaling") -> Any:
     return _pixel_scaling_layer()(mode=mode, name=name)
 
 
+def _intensity_standardization_layer() -> type:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="xray")
+    class IntensityStandardization(keras.layers.Layer):
+        """Per-image standardisation: each image to mean 128 and standard deviation 64.
+
+        Exposure, brightness and window settings differ between scanners and exports; a
+        model that sees every image at one mean and spread cannot key on them. It sits
+        after resizing and before the backbone's own scaling, so every backbone (and
+        ImageNet weights) gets pixels in the 0-255 range it expects.
+        """
+
+        def call(self, inputs: Any) -> Any:
+            x = keras.ops.cast(inputs, self.compute_dtype)
+            mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            std = keras.ops.std(x, axis=(1, 2, 3), keepdims=True)
+            return (x - mean) / keras.ops.maximum(std, 1.0) * 64.0 + 128.0
+
+    return IntensityStandardization
+
+
+def intensity_standardization(name: str = "intensity_standardization") -> Any:
+    """Returns an ``IntensityStandardization`` layer (registered for ``.keras`` loading)."""
+    return _intensity_standardization_layer()(name=name)
+
+
+def _acquisition_augmentation_layer() -> type:
+    import keras
+
+    @keras.saving.register_keras_serializable(package="xray")
+    class AcquisitionAugmentation(keras.layers.Layer):
+        """Random acquisition changes in training (identity at inference).
+
+        Per image: gamma (``exp(U(-g, g))``), exposure offset and contrast, a random mix
+        between the image and its Gaussian blur that blurs (towards 1) or sharpens
+        (towards -1), and Gaussian noise. In the Kermany data PNEUMONIA images are
+        blurrier than NORMAL ones, and the official test split's NORMAL images are
+        blurrier and brighter than the training NORMALs: without these changes a model
+        can learn "blurry means pneumonia" and fail on the next collection.
+
+        Args:
+            gamma: Half-range of the log-gamma.
+            exposure: Half-range of the grey-level offset (0-255 scale).
+            contrast: Half-range of the log contrast factor.
+            blur: Half-range of the blur/sharpen mix (1 = fully blurred or 2x detail).
+            blur_sigma: Sigma of the Gaussian, as a fraction of the image side.
+            noise: Largest noise standard deviation in grey levels.
+            seed: Seed of the random draws.
+        """
+
+        def __init__(
+            self,
+            gamma: float = 0.4,
+            exposure: float = 25.0,
+            contrast: float = 0.3,
+            blur: float = 1.0,
+            blur_sigma: float = 0.01,
+            noise: float = 8.0,
+            seed: int | None = None,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(**kwargs)
+            self.gamma, self.exposure, self.contrast = gamma, exposure, contrast
+            self.blur, self.blur_sigma, self.noise, self.seed = blur, blur_sigma, noise, seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def _blurred(self, x: Any) -> Any:
+            side = x.shape[1] or 224
+            sigma = max(0.5, self.blur_sigma * side)
+            radius = int(math.ceil(3 * sigma))
+            taps = [math.exp(-(i * i) / (2 * sigma * sigma)) for i in range(-radius, radius + 1)]
+            kernel_1d = keras.ops.convert_to_tensor(
+                [t / sum(taps) for t in taps], dtype=self.compute_dtype
+            )
+            channels = x.shape[-1]
+            padded = keras.ops.pad(
+                x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="reflect"
+            )
+            rows = keras.ops.reshape(kernel_1d, (-1, 1, 1, 1))
+            cols = keras.ops.reshape(kernel_1d, (1, -1, 1, 1))
+            rows = keras.ops.tile(rows, (1, 1, channels, 1))
+            cols = keras.ops.tile(cols, (1, 1, channels, 1))
+            out = keras.ops.depthwise_conv(padded, rows, strides=1, padding="valid")
+            return keras.ops.depthwise_conv(out, cols, strides=1, padding="valid")
+
+        def call(self, inputs: Any, training: bool | None = None) -> Any:
+            if not training:
+                return inputs
+            x = keras.ops.cast(inputs, self.compute_dtype)
+            n = keras.ops.shape(x)[0]
+
+            def draw(half_range: float) -> Any:
+                return keras.random.uniform(
+                    (n, 1, 1, 1), -half_range, half_range, seed=self.seed_generator
+                )
+
+            gamma = keras.ops.exp(draw(self.gamma))
+            x = 255.0 * keras.ops.power(keras.ops.clip(x / 255.0, 0.0, 1.0), gamma)
+            mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+            x = (x - mean) * keras.ops.exp(draw(self.contrast)) + mean + draw(self.exposure)
+            blurred = self._blurred(x)
+            x = blurred + (1.0 - draw(self.blur)) * (x - blurred)
+            sigma = (draw(0.5) + 0.5) * self.noise
+            noise = keras.random.normal(keras.ops.shape(x), seed=self.seed_generator)
+            return keras.ops.clip(x + sigma * noise, 0.0, 255.0)
+
+        def compute_output_shape(self, input_shape: Any) -> Any:
+            return input_shape
+
+        def get_config(self) -> dict[str, Any]:
+            return {
+                **super().get_config(),
+                "gamma": self.gamma,
+                "exposure": self.exposure,
+                "contrast": self.contrast,
+                "blur": self.blur,
+                "blur_sigma": self.blur_sigma,
+                "noise": self.noise,
+                "seed": self.seed,
+            }
+
+    return AcquisitionAugmentation
+
+
+def acquisition_augmentation(seed: int, name: str = "acquisition_augmentation") -> Any:
+    """Returns an ``AcquisitionAugmentation`` layer (registered for ``.keras`` loading)."""
+    return _acquisition_augmentation_layer()(seed=seed, name=name)
+
+
 def _temperature_scaling_layer() -> type:
     import keras
 
@@ -129,6 +259,8 @@ def register_custom_objects() -> None:
     """Registers the custom layers so ``keras.saving.load_model`` can rebuild a model."""
     _pixel_scaling_layer()
     _temperature_scaling_layer()
+    _intensity_standardization_layer()
+    _acquisition_augmentation_layer()
 
 
 def _compact_cnn(image_size: int) -> Any:
@@ -182,6 +314,8 @@ def build_model(
     augment: bool = True,
     dropout: float = 0.3,
     seed: int = 42,
+    augment_acquisition: bool = True,
+    standardize_intensity: bool = True,
 ) -> BuiltModel:
     """Builds the classifier.
 
@@ -198,6 +332,10 @@ def build_model(
             training).
         dropout: Dropout rate before the output layer.
         seed: Seed for the augmentation layers.
+        augment_acquisition: With ``augment``, also random gamma, exposure,
+            contrast, blur/sharpening and noise (:func:`acquisition_augmentation`).
+        standardize_intensity: Standardise each image's intensities before the backbone
+            (:func:`intensity_standardization`), in training and at inference alike.
 
     Returns:
         The model with its backbone and how it was built.
@@ -231,6 +369,10 @@ def build_model(
             ],
             name="augmentation",
         )(x)
+        if augment_acquisition:
+            x = acquisition_augmentation(seed=seed + 4)(x)
+    if standardize_intensity:
+        x = intensity_standardization()(x)
     x = pixel_scaling(_SCALING_MODE[backbone])(x)
     # A pretrained backbone keeps its BatchNorm statistics (inference mode) even when its
     # last block is fine-tuned later, as the Keras transfer-learning guide recommends.

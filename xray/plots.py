@@ -181,3 +181,19 @@ def data_overview_figure(splits: dict[str, Any], per_class: int = 4, seed: int =
                 axis.imshow(np.asarray(thumb), cmap="gray")
             axis.set_title(f"{name}\n{train.patients[i][:22]}", fontsize=7)
     return _figure_to_png(fig)
+
+
+def stack_pngs(pngs: list[bytes]) -> bytes:
+    """PNG images one below the other (white background), as one PNG."""
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(png)).convert("RGB") for png in pngs]
+    width = max(image.width for image in images)
+    canvas = Image.new("RGB", (width, sum(image.height for image in images)), "white")
+    top = 0
+    for image in images:
+        canvas.paste(image, (0, top))
+        top += image.height
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from xray.external import gate_checks
 from xray.metrics import classification_metrics, finite
 
 MIN_COMPARISON_IMAGES = 20
@@ -37,6 +38,15 @@ class PromotionGates(BaseModel):
         ge=0,
         le=1,
         description="largest sensitivity loss against production on the same images",
+    )
+    min_external_auc: float | None = Field(
+        None, ge=0, le=1, description="lowest ROC-AUC on every external test set (off: null)"
+    )
+    min_external_sensitivity: float | None = Field(
+        None, ge=0, le=1, description="lowest sensitivity on every external test set (off: null)"
+    )
+    min_external_specificity: float | None = Field(
+        None, ge=0, le=1, description="lowest specificity on every external test set (off: null)"
     )
 
 
@@ -126,6 +136,7 @@ def decide(
     gates: PromotionGates,
     comparison: Comparison | None = None,
     production_version: str | None = None,
+    external: dict[str, dict[str, Any]] | None = None,
 ) -> Decision:
     """Applies the gates.
 
@@ -135,6 +146,8 @@ def decide(
         comparison: Both models on the same images; None when there is no production
             version (the first model needs only the absolute gates).
         production_version: The current production version's number, for the record.
+        external: Per external test set, its scores (:func:`xray.external.score_set`);
+            checked only against the ``min_external_*`` gates that are set.
 
     Returns:
         The decision with a reason for every gate, passed or not.
@@ -157,6 +170,13 @@ def decide(
         math.isfinite(sens) and sens >= gates.min_sensitivity,
         f"test sensitivity {sens:.3f} vs minimum {gates.min_sensitivity:.3f}",
     )
+    minimums = {
+        "auc": gates.min_external_auc,
+        "sensitivity": gates.min_external_sensitivity,
+        "specificity": gates.min_external_specificity,
+    }
+    for name, ok, text in gate_checks(external or {}, minimums):
+        check(name, ok, text)
     if comparison is None:
         reasons.append("no production version yet")
     else:

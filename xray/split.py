@@ -10,6 +10,7 @@ are shuffled and dealt out until every split holds its share of that class's ima
 
 import hashlib
 from collections import Counter, defaultdict
+from typing import Any
 
 import numpy as np
 
@@ -103,6 +104,53 @@ def assert_no_patient_leakage(splits: dict[str, ImageDataset]) -> None:
         raise LeakageError(f"{len(leaked)} patient(s) appear in more than one split: {shown}")
 
 
+def patient_id_counts(dataset: ImageDataset) -> dict[str, int]:
+    """How the patients were found: ids parsed from file names (and their images), and
+    images that fell back to one patient per file (ids ``file:<path>``, see
+    :mod:`xray.patients`)."""
+    fallback = sum(patient.startswith("file:") for patient in dataset.patients)
+    parsed = {patient for patient in dataset.patients if not patient.startswith("file:")}
+    return {
+        "patient_ids_parsed": len(parsed),
+        "images_with_parsed_patient": len(dataset) - fallback,
+        "images_one_patient_per_file": fallback,
+    }
+
+
+def overlaps_with_test(
+    dataset: ImageDataset, pool_idx: list[int], test_idx: list[int]
+) -> list[dict[str, str]]:
+    """The pool images that must leave the pool because the test split has them.
+
+    An image is dropped when its bytes are identical to a test image (a copy under
+    another name), or when its patient has images in the test split.
+
+    Returns:
+        One entry per dropped image: ``file`` (its path), ``test_file`` (the test image
+        it matches: the identical one, else the patient's first) and ``reason``.
+    """
+    test_by_hash: dict[bytes, str] = {}
+    test_by_patient: dict[str, str] = {}
+    for i in test_idx:
+        test_by_hash.setdefault(hashlib.sha256(dataset.images[i]).digest(), dataset.paths[i])
+        test_by_patient.setdefault(dataset.patients[i], dataset.paths[i])
+    dropped = []
+    for i in pool_idx:
+        same_bytes = test_by_hash.get(hashlib.sha256(dataset.images[i]).digest())
+        if same_bytes is not None:
+            reason = "identical bytes to a test image"
+            dropped.append({"file": dataset.paths[i], "test_file": same_bytes, "reason": reason})
+        elif dataset.patients[i] in test_by_patient:
+            dropped.append(
+                {
+                    "file": dataset.paths[i],
+                    "test_file": test_by_patient[dataset.patients[i]],
+                    "reason": f"patient {dataset.patients[i]} is in the test split",
+                }
+            )
+    return dropped
+
+
 def split_by_patient(
     dataset: ImageDataset,
     val_fraction: float = 0.15,
@@ -129,9 +177,11 @@ def split_by_patient(
         use_official_test: Keep a Kaggle ``test/`` folder as the test split.
 
     Returns:
-        ``({"train": ..., "val": ..., "test": ...}, info)`` where ``info`` counts the
-        pool images dropped because their patient (or an identical image) is in the
-        official test split.
+        ``({"train": ..., "val": ..., "test": ...}, info)`` where ``info`` says what the
+        split did: whether an official test folder was present and kept, the pool images
+        dropped because an identical image or their patient is in it (each named with
+        the test file and the reason, ``dropped_files``), and how many patient ids were
+        parsed from file names (:func:`patient_id_counts`).
 
     Raises:
         ValueError: If the fractions are out of range or a split ends up without both
@@ -144,20 +194,22 @@ def split_by_patient(
             f"and sum to less than 1 (settings split_dataset.val_fraction/test_fraction)."
         )
     origins = set(dataset.origins)
-    info = {"dropped_for_test_overlap": 0}
-    if use_official_test and "test" in origins:
+    official_test = use_official_test and "test" in origins
+    info: dict[str, Any] = {
+        "official_test_kept": official_test,
+        "official_test_present": "test" in origins,
+        "dropped_for_test_overlap": 0,
+        "dropped_files": [],
+        **patient_id_counts(dataset),
+    }
+    if official_test:
         test_idx = [i for i, o in enumerate(dataset.origins) if o == "test"]
-        test_patients = {dataset.patients[i] for i in test_idx}
-        test_hashes = {hashlib.sha256(dataset.images[i]).digest() for i in test_idx}
         pool_idx = [i for i, o in enumerate(dataset.origins) if o != "test"]
-        kept = [
-            i
-            for i in pool_idx
-            if dataset.patients[i] not in test_patients
-            and hashlib.sha256(dataset.images[i]).digest() not in test_hashes
-        ]
-        info["dropped_for_test_overlap"] = len(pool_idx) - len(kept)
-        pool = dataset.subset(kept)
+        dropped = overlaps_with_test(dataset, pool_idx, test_idx)
+        info["dropped_files"] = dropped
+        info["dropped_for_test_overlap"] = len(dropped)
+        gone = {d["file"] for d in dropped}
+        pool = dataset.subset(i for i in pool_idx if dataset.paths[i] not in gone)
         keys, assigned = assign_groups(pool, {"val": val_fraction, "train": 1.0}, seed)
         splits = {
             "train": _take(pool, keys, assigned["train"]),

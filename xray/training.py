@@ -47,6 +47,16 @@ class TrainConfig(BaseModel):
         "auto", description="Freeze the backbone first: auto (when pretrained), true or false."
     )
     augment: bool = Field(True, description="Random rotation/shift/zoom/contrast in training.")
+    augment_acquisition: bool = Field(
+        True,
+        description="With augment: random gamma, exposure, contrast, blur/sharpening and "
+        "noise in training, so the model cannot key on one scanner's look.",
+    )
+    standardize_intensity: bool = Field(
+        True,
+        description="Standardise each image's intensities (mean and spread) inside the "
+        "model, in training and serving alike.",
+    )
     batch_size: int = Field(32, ge=1, description="Images per batch.")
     epochs: int = Field(10, ge=1, description="Epochs of the first phase (frozen or end to end).")
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate, first phase.")
@@ -228,6 +238,8 @@ def train_classifier(
             augment=config.augment,
             dropout=config.dropout,
             seed=config.seed,
+            augment_acquisition=config.augment_acquisition,
+            standardize_intensity=config.standardize_intensity,
         )
     model = built.model
     result = TrainResult(model=model, pretrained=built.pretrained)

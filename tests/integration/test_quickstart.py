@@ -29,7 +29,7 @@ def test_default_run_trains_on_the_shipped_sample(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     match = re.search(
-        r"Model pneumonia_classifier version 1: test AUC ([\d.]+), accuracy ([\d.]+), "
+        r"Model pneumonia_classifier version 1: in-split test AUC ([\d.]+), accuracy ([\d.]+), "
         r"sensitivity ([\d.]+), specificity ([\d.]+) at threshold ([\d.]+)",
         output,
     )

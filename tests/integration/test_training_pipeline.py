@@ -176,3 +176,71 @@ def test_changed_file_invalidates_the_load_cache(
     old = first_run.steps["load_dataset"].outputs[DATASET_ARTIFACT][0].run_metadata["fingerprint"]
     new = rerun.steps["load_dataset"].outputs[DATASET_ARTIFACT][0].run_metadata["fingerprint"]
     assert old != new
+
+
+@pytest.fixture(scope="module")
+def external_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """Another 'site': 8 images per class of new patients, brighter than the training
+    images, plus a renamed copy of a training image (which must be dropped)."""
+    from synthetic import write_class_folder
+
+    root = tmp_path_factory.mktemp("external") / "site_b"
+    for label, name in enumerate(("NORMAL", "PNEUMONIA")):
+        write_class_folder(root / name, label, 8, 56, seed=40 + label, offset=500)
+    train_image = sorted((data_dir / "train" / "NORMAL").glob("IM-*.jpeg"))[0]
+    (root / "NORMAL" / "copy.jpeg").write_bytes(train_image.read_bytes())
+    return root
+
+
+def test_external_sets_are_scored_never_used_and_reported(
+    first_run: Any, small_config: Path, data_dir: Path, external_dir: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    config = yaml.safe_load(small_config.read_text())
+    config["steps"]["promote_model"]["parameters"]["gates"]["min_external_auc"] = 0.5
+    gated = tmp_path / "training.yaml"
+    gated.write_text(yaml.safe_dump(config))
+    from pipelines.training import training_pipeline
+
+    run = training_pipeline.with_options(config_path=str(gated))(
+        data_dir=str(data_dir), external_test_dirs=[str(external_dir)]
+    )
+    assert run.status == ExecutionStatus.COMPLETED
+    # Never used for a choice: everything up to the test metrics is the first run's.
+    for name in ("train_model", "calibrate_model", "evaluate_model"):
+        assert run.steps[name].status == ExecutionStatus.CACHED, name
+    result = run.steps["evaluate_external"].outputs["external_metrics"][0].load()["site_b"]
+    assert result["n"] == 16 and result["class_counts"] == {"NORMAL": 8, "PNEUMONIA": 8}
+    train_name = sorted((data_dir / "train" / "NORMAL").glob("IM-*.jpeg"))[0].name
+    assert result["dropped_overlaps"] == [
+        {
+            "file": "site_b/NORMAL/copy.jpeg",
+            "internal_file": f"train/NORMAL/{train_name}",
+            "reason": "identical bytes",
+        }
+    ]
+    assert result["source"] == str(external_dir)
+    metrics = result["metrics"]
+    assert metrics["n"] == 16 and metrics["tp"] + metrics["fn"] == 8
+    for key in ("roc_auc", "accuracy", "sensitivity", "specificity"):
+        low, high = result["intervals"][key]
+        assert 0 <= low <= metrics[key] <= high <= 1, key
+    first_meta = Client().get_model_version(MODEL_NAME, first_run.model_version.number)
+    meta = Client().get_model_version(MODEL_NAME, run.model_version.number).run_metadata
+    assert meta["threshold"] == pytest.approx(first_meta.run_metadata["threshold"])
+    assert metrics["threshold"] == pytest.approx(meta["threshold"])
+    assert meta["external"]["site_b"]["metrics"]["roc_auc"] == pytest.approx(metrics["roc_auc"])
+    promotion = run.steps["promote_model"].outputs["promotion_decision"][0].load()
+    assert "external site_b auc" in promotion["checks"]
+    card = str(run.steps["create_model_card"].outputs["model_card"][0].load())
+    external_section = card.split("## Performance on external test sets", 1)[1].split("\n## ")[0]
+    assert "site\\_b" in external_section and f"{metrics['roc_auc']:.3f}" in external_section
+    assert "1 image(s) dropped" in external_section
+    plots = run.steps["evaluate_external"].outputs["external_evaluation_plots"][0]
+    assert plots.load().png.startswith(b"\x89PNG") and plots.visualizations
+    tracker = Client().active_stack.experiment_tracker
+    client = MlflowClient(tracking_uri=tracker.get_tracking_uri())
+    mlflow_run = run.steps["evaluate_external"].run_metadata["mlflow_run_id"]
+    mlflow_metrics = client.get_run(mlflow_run).data.metrics
+    assert mlflow_metrics["external_site_b_roc_auc"] == pytest.approx(metrics["roc_auc"])

@@ -67,7 +67,8 @@ def test_resampled_metrics_match_classification_metrics() -> None:
     y, p = _scores(n=120, seed=3)
     p = np.round(p, 1)  # ties, which the rank-based AUC must count as one half
     indices = np.random.default_rng(4).integers(0, len(y), size=(15, len(y)))
-    resampled = _resampled_metrics(y, p, 0.5, indices)
+    weights = np.stack([np.bincount(row, minlength=len(y)) for row in indices]).astype(float)
+    resampled = _resampled_metrics(y, p, 0.5, weights)
     for row in range(len(indices)):
         expected = classification_metrics(y[indices[row]], p[indices[row]], 0.5)
         for key in BOOTSTRAP_KEYS:
@@ -114,11 +115,36 @@ def test_rare_class_skips_unusable_resamples() -> None:
     assert intervals["specificity"] == [1.0, 1.0]
 
 
+def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree() -> None:
+    # 60 patients with 8 near-identical images each: 480 images carry the information of
+    # 60. Resampling images pretends to 480 independent ones; resampling patients does not.
+    rng = np.random.default_rng(5)
+    patient_y = rng.integers(0, 2, 60)
+    patient_p = np.clip(0.5 + (patient_y - 0.5) * 0.5 + rng.normal(0, 0.25, 60), 0.01, 0.99)
+    y = np.repeat(patient_y, 8)
+    p = np.repeat(patient_p, 8) + rng.normal(0, 1e-3, 480)
+    groups = [f"person{i}" for i in np.repeat(np.arange(60), 8)]
+    by_image = bootstrap_intervals(y, p, 0.5, n_resamples=400)
+    by_patient = bootstrap_intervals(y, p, 0.5, n_resamples=400, groups=groups)
+    point = classification_metrics(y, p, 0.5)
+    for key in BOOTSTRAP_KEYS:
+        low, high = by_patient[key]
+        assert low <= point[key] <= high, key
+        assert high - low > 2 * (by_image[key][1] - by_image[key][0]), key
+    # One image per patient: the same draws as the image bootstrap.
+    single = [f"p{i}" for i in range(len(y))]
+    assert bootstrap_intervals(y, p, 0.5, n_resamples=50, groups=single) == bootstrap_intervals(
+        y, p, 0.5, n_resamples=50
+    )
+
+
 def test_bootstrap_input_errors() -> None:
     with pytest.raises(ValueError, match="as many labels as probabilities"):
         bootstrap_intervals(np.array([0, 1]), np.array([0.5]), 0.5)
     with pytest.raises(ValueError, match="level"):
         bootstrap_intervals(np.array([0, 1]), np.array([0.2, 0.7]), 0.5, level=95)
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_intervals(np.array([0, 1]), np.array([0.2, 0.7]), 0.5, groups=["a"])
 
 
 def _calibrated(n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,8 @@ SECTIONS = (
     "Intended use",
     "Data",
     "Training",
-    "Performance on the held-out test split",
+    "Performance on the held-out test split (in-split)",
+    "Performance on external test sets",
     "Operating threshold",
     "Calibration",
     "Data validation",
@@ -242,7 +243,7 @@ def test_subtype_table_in_performance(card: dict[str, Any]) -> None:
     p = np.array([0.9, 0.6, 0.3, 0.5, 0.2, 0.7, 0.1, 0.1])
     subtypes = subtype_results(paths, y, p, 0.5)
     markdown, page = render_model_card({**card, "subtypes": subtypes})
-    performance = _section(markdown, "Performance on the held-out test split")
+    performance = _section(markdown, "Performance on the held-out test split (in-split)")
     assert "Per PNEUMONIA subtype (from file names)" in performance
     assert "| Subtype | Images | Detected | Sensitivity | Mean P(PNEUMONIA) |" in performance
     assert "| bacteria | 3 | 2 | 0.667 | 0.600 |" in performance
@@ -267,7 +268,7 @@ def test_subtypes_absent_or_not_in_file_names(card: dict[str, Any]) -> None:
 
 def test_error_examples_point_to_the_visualizations(card: dict[str, Any]) -> None:
     markdown, page = render_model_card({**card, "error_examples": 12})
-    performance = _section(markdown, "Performance on the held-out test split")
+    performance = _section(markdown, "Performance on the held-out test split (in-split)")
     assert "The 12 most confident errors on the test split" in performance
     assert "`error_examples`" in performance and "`gradcam_examples`" in performance
     assert "<code>error_examples</code>" in page and "<code>gradcam_examples</code>" in page
@@ -289,3 +290,31 @@ def test_full_card_keeps_section_order(card: dict[str, Any]) -> None:
     html_positions = _positions(page, tuple(f"<h2>{title}</h2>" for title in SECTIONS))
     assert md_positions == sorted(md_positions) and html_positions == sorted(html_positions)
     assert len(page.encode()) < 100_000
+
+
+def test_external_sets_and_shifted_operating_points_render(card: dict[str, Any]) -> None:
+    from xray.external import score_set
+
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 80)
+    p = np.clip(0.5 + (y - 0.5) * 0.4 + rng.normal(0, 0.3, 80), 0, 1)
+    external = score_set(y, p, [f"p{i // 2}" for i in range(80)], 0.4321, n_resamples=100)
+    external.update(source="/data/site_b", dropped_overlaps=[{"file": "x"}], drifted_columns=[])
+    points = {
+        "none": {"sensitivity": 0.91, "specificity": 0.8, "roc_auc": 0.9},
+        "blur": {"sensitivity": 0.97, "specificity": 0.55, "roc_auc": 0.85},
+        "worst": {"sensitivity": 0.97, "specificity": 0.55, "roc_auc": 0.85},
+    }
+    threshold = {**card["threshold"], "under_shift": True, "shift_operating_points": points}
+    markdown, page = render_model_card(
+        {**card, "external": {"site_b": external}, "threshold": threshold}
+    )
+    section = _section(markdown, "Performance on external test sets")
+    assert "never used for any" in section and "/data/site" in section
+    assert f"{external['metrics']['specificity']:.3f}" in section
+    assert "1 image(s) dropped" in section and "40 patients" in section
+    op = _section(markdown, "Operating threshold")
+    assert "pooled with their copies under every" in op and "0.550" in op
+    assert "Performance on external test sets" in page and "0.550" in page
+    none = _section(render_model_card(card)[0], "Performance on external test sets")
+    assert "The figures above are in-split only" in none

@@ -33,7 +33,13 @@ def test_every_config_key_is_documented_with_its_value(pipeline: str) -> None:
     for key, value in _config_keys(pipeline).items():
         assert key in rows, f"README configuration table lacks {key}"
         shown = rows[key]
-        expected = str(value).lower() if isinstance(value, bool) else str(value)
+        expected = (
+            "null"
+            if value is None
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
         number = _number(shown)
         assert shown == expected or (number is not None and number == _number(value)), (
             key,
@@ -82,6 +88,10 @@ WIRED = {
     "load_dataset.extra_data_dirs",
     "create_model_card.temperature",
     "create_model_card.error_analysis",
+    "create_model_card.external_metrics",
+    "load_external_sets.listing_version",
+    "promote_model.external_metrics",
+    "register_model.external_metrics",
 }
 
 

@@ -44,6 +44,14 @@ def test_official_test_kept_and_overlap_dropped(kaggle_tree: Path) -> None:
     ]
     assert info["dropped_for_test_overlap"] == 1
     assert ds.paths[i_train] not in splits["train"].paths + splits["val"].paths
+    assert info["dropped_files"] == [
+        {
+            "file": ds.paths[i_train],
+            "test_file": ds.paths[i_test],
+            "reason": f"patient {ds.patients[i_test]} is in the test split",
+        }
+    ]
+    assert info["official_test_kept"] and info["official_test_present"]
 
 
 def test_leakage_is_asserted() -> None:
@@ -80,3 +88,22 @@ def test_official_test_duplicates_leave_the_pool(kaggle_tree: Path) -> None:
     splits, info = split_by_patient(ds, 0.25, 0.2, seed=0)
     assert info["dropped_for_test_overlap"] == 1
     assert ds.paths[i_train] not in splits["train"].paths + splits["val"].paths
+    # Both files and the real reason are named: a copy under a new name, not a patient.
+    (dropped,) = info["dropped_files"]
+    assert dropped == {
+        "file": ds.paths[i_train],
+        "test_file": ds.paths[i_test],
+        "reason": "identical bytes to a test image",
+    }
+
+
+def test_split_reports_what_it_did(kaggle_tree: Path) -> None:
+    ds = load_images(str(kaggle_tree), min_images=10)
+    ds.patients[0] = f"file:{ds.paths[0]}"  # a name no pattern parses
+    _, kept = split_by_patient(ds, 0.25, 0.2, seed=0)
+    assert kept["images_one_patient_per_file"] == 1
+    assert kept["images_with_parsed_patient"] == len(ds) - 1
+    assert kept["patient_ids_parsed"] == len(set(ds.patients)) - 1
+    _, pooled = split_by_patient(ds, 0.25, 0.2, seed=0, use_official_test=False)
+    assert pooled["official_test_present"] and not pooled["official_test_kept"]
+    assert pooled["dropped_files"] == []

@@ -1,0 +1,62 @@
+"""Step: load the external test sets (labelled folders from another site or collection)."""
+
+import logging
+from typing import Annotated
+
+from zenml import log_metadata, step
+
+from materializers import ImageDatasetMaterializer
+from steps.load_dataset import resolve_data_dir
+from xray.constants import EXTERNAL_SETS_ARTIFACT
+from xray.dataset import ImageDataset
+from xray.external import combine, set_names
+from xray.loading import load_images
+
+logger = logging.getLogger(__name__)
+
+
+@step(output_materializers={EXTERNAL_SETS_ARTIFACT: ImageDatasetMaterializer})
+def load_external_sets(
+    external_dirs: list[str], listing_version: str = ""
+) -> Annotated[ImageDataset, EXTERNAL_SETS_ARTIFACT]:
+    """Loads every external folder with the training data's loader and checks.
+
+    Each folder may use either layout (``{NORMAL,PNEUMONIA}`` or Kaggle's
+    ``{train,val,test}/{NORMAL,PNEUMONIA}``: all of its images count) and needs both
+    classes. Unreadable files are skipped and listed, as in training.
+
+    Args:
+        external_dirs: The folders (local, ``s3://``, ``gs://``); relative paths are
+            relative to the source root.
+        listing_version: Fingerprint of the folder listings (cache key only).
+
+    Returns:
+        One data set; ``origins`` holds each image's set name (the folder's last part).
+    """
+    roots = [resolve_data_dir(d) for d in external_dirs]
+    names = set_names(roots)
+    parts = [
+        (name, load_images(root, min_images=4)) for name, root in zip(names, roots, strict=True)
+    ]
+    for (name, part), root in zip(parts, roots, strict=True):
+        logger.info(
+            "External set %s: %d images %s from %s; skipped %d file(s)",
+            name,
+            len(part),
+            part.class_counts(),
+            root,
+            len(part.skipped),
+        )
+    combined = combine(parts)
+    log_metadata(
+        metadata={
+            name: {
+                "source": root,
+                "images": len(part),
+                "class_counts": part.class_counts(),
+                "skipped_files": {s.path: s.reason for s in part.skipped[:200]},
+            }
+            for (name, part), root in zip(parts, roots, strict=True)
+        }
+    )
+    return combined
