@@ -207,3 +207,17 @@ def operating_points(
         points["mean"] = {k: float(np.mean([v[k] for v in shifted])) for k in keys}
         points["worst"] = {k: float(np.min([v[k] for v in shifted])) for k in keys}
     return points
+
+
+def balanced_sample(labels: np.ndarray, limit: int, seed: int = 0) -> list[int]:
+    """At most ``limit`` indices, each class keeping its share, seeded; all when fewer."""
+    labels = np.asarray(labels)
+    if len(labels) <= limit:
+        return list(range(len(labels)))
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        take = max(1, round(limit * len(members) / len(labels)))
+        chosen += rng.choice(members, size=min(take, len(members)), replace=False).tolist()
+    return sorted(chosen)

@@ -61,3 +61,14 @@ def test_random_shifts_are_seeded(image: bytes) -> None:
 def test_unknown_shift_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="choose from none, brighter"):
         get_shift("fog")
+
+
+def test_balanced_sample_keeps_class_shares() -> None:
+    from xray.shifts import balanced_sample
+
+    labels = np.array([0] * 300 + [1] * 900)
+    picked = balanced_sample(labels, 400)
+    assert len(picked) == 400 and len(set(picked)) == 400
+    assert (labels[picked] == 0).sum() == 100
+    assert balanced_sample(labels, 400) == picked
+    assert balanced_sample(labels[:50], 400) == list(range(50))
