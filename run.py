@@ -284,9 +284,9 @@ def main(
         )
     try:
         data_dirs = [resolve_data(d) for d in data] or [resolve_data(None)]
-        spec = _prepare_stack(stack, data_dirs)
+        external = [resolve_data(d) for d in external_tests]
+        spec = _prepare_stack(stack, data_dirs + external)  # a cloud step must reach all
         if pipeline_name == "training":
-            external = [resolve_data(d) for d in external_tests]
             _train(spec, config, data_dirs, no_cache, external_test_dirs=external)
         else:
             _infer(spec, config, data_dirs[0], out, on_drift, no_cache)

@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="score only N test images")
     args = parser.parse_args()
 
-    from xray.metrics import classification_metrics
+    from xray.metrics import bootstrap_intervals, classification_metrics
     from xray.model import load_model, model_image_size
     from xray.shifts import SHIFTS, shift_images
     from xray.training import predict_probabilities
@@ -110,11 +110,13 @@ def main() -> None:
     if len(splits) != 1:
         raise SystemExit(f"The models were split differently ({splits}); compare like with like.")
     val, test = _load_splits(args.data, next(iter(models.values()))["info"]["split"])
-    images, labels = list(test.images), test.labels
+    images, labels, patients = list(test.images), test.labels, list(test.patients)
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
+        patients = patients[: args.limit]
 
     table: dict[str, dict[str, dict[str, float]]] = {name: {} for name in models}
+    intervals: dict[str, dict[str, list[float]]] = {}
     start = time.perf_counter()
     for shift in SHIFTS:
         shifted = shift_images(images, shift)
@@ -125,6 +127,13 @@ def main() -> None:
                 k: round(float(metrics[k]), 4)
                 for k in ("roc_auc", "sensitivity", "specificity", "accuracy")
             }
+            if shift.name == "none":  # the in-split figures, with intervals by patient
+                intervals[name] = {
+                    k: [round(v, 4) for v in bounds]
+                    for k, bounds in bootstrap_intervals(
+                        labels, p, m["info"]["threshold"], groups=patients
+                    ).items()
+                }
             print(f"{shift.name:15s} {name:8s} {table[name][shift.name]}", flush=True)
     for rows in table.values():
         shifted_rows = [v for k, v in rows.items() if k != "none"]
@@ -157,6 +166,7 @@ def main() -> None:
                 n: {"dir": m["dir"], "threshold": m["info"]["threshold"]} for n, m in models.items()
             },
             "results": table,
+            "in_split_ci95_by_patient": intervals,
             f"threshold_rules_{names[-1]}": rules,
             f"shifts_where_{names[-1]}_is_ahead": ahead,
             "wall_s": round(time.perf_counter() - start, 1),
