@@ -96,12 +96,14 @@ def main() -> None:
         "--model", action="append", required=True, metavar="NAME=DIR", help="repeatable"
     )
     parser.add_argument("--name", default="shift_suite", help="results/<name>.json")
-    parser.add_argument("--limit", type=int, default=0, help="score only N test images")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="score a class-balanced sample of N test images"
+    )
     args = parser.parse_args()
 
     from xray.metrics import bootstrap_intervals, classification_metrics
     from xray.model import load_model, model_image_size
-    from xray.shifts import SHIFTS, shift_images
+    from xray.shifts import SHIFTS, balanced_sample, shift_images
     from xray.training import predict_probabilities
 
     models = {}
@@ -113,10 +115,9 @@ def main() -> None:
     if len(splits) != 1:
         raise SystemExit(f"The models were split differently ({splits}); compare like with like.")
     val, test = _load_splits(args.data, next(iter(models.values()))["info"]["split"])
+    if args.limit:  # a class-balanced, seeded sample of the test split
+        test = test.subset(balanced_sample(test.labels, args.limit))
     images, labels, patients = list(test.images), test.labels, list(test.patients)
-    if args.limit:
-        images, labels = images[: args.limit], labels[: args.limit]
-        patients = patients[: args.limit]
 
     table: dict[str, dict[str, dict[str, float]]] = {name: {} for name in models}
     intervals: dict[str, dict[str, list[float]]] = {}
