@@ -15,21 +15,15 @@ from typing import Any
 import numpy as np
 
 from xray.dataset import ImageDataset, concatenate
+from xray.loading import folder_names
 from xray.metrics import bootstrap_intervals, classification_metrics
 
 HEADLINE = ("roc_auc", "accuracy", "sensitivity", "specificity")
 
 
 def set_names(roots: Sequence[str]) -> list[str]:
-    """A short unique name per external folder: its last path part (``-2``… on clashes)."""
-    names: list[str] = []
-    for root in roots:
-        base = root.rstrip("/").rsplit("/", 1)[-1] or "external"
-        name, n = base, 2
-        while name in names:
-            name, n = f"{base}-{n}", n + 1
-        names.append(name)
-    return names
+    """A short unique name per external folder (:func:`xray.loading.folder_names`)."""
+    return folder_names(list(roots), fallback="external")
 
 
 def combine(parts: Sequence[tuple[str, ImageDataset]]) -> ImageDataset:

@@ -343,6 +343,18 @@ def load_images(
     return dataset
 
 
+def folder_names(roots: list[str], fallback: str) -> list[str]:
+    """A short unique name per folder: its last path part, ``-2``, ``-3``… on clashes."""
+    names: list[str] = []
+    for root in roots:
+        base = root.rstrip("/").rsplit("/", 1)[-1] or fallback
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
+
+
 def merge_sources(parts: list[tuple[str, ImageDataset]]) -> ImageDataset:
     """Joins data sets loaded from several folders (old data + new data) into one.
 
@@ -361,13 +373,9 @@ def merge_sources(parts: list[tuple[str, ImageDataset]]) -> ImageDataset:
 
     if len(parts) == 1:
         return parts[0][1]
-    renamed, used = [parts[0][1]], set()
-    for root, dataset in parts[1:]:
-        name = root.rstrip("/").rsplit("/", 1)[-1] or "data"
-        prefix, n = name, 2
-        while prefix in used:
-            prefix, n = f"{name}-{n}", n + 1
-        used.add(prefix)
+    renamed = [parts[0][1]]
+    prefixes = folder_names([root for root, _ in parts[1:]], fallback="data")
+    for prefix, (_root, dataset) in zip(prefixes, parts[1:], strict=True):
         moved = dataset.subset(range(len(dataset)))
         moved.paths = [f"{prefix}/{path}" for path in dataset.paths]
         moved.skipped = [SkippedFile(f"{prefix}/{s.path}", s.reason) for s in dataset.skipped]
