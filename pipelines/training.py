@@ -76,9 +76,16 @@ def training_pipeline(
     external = None
     if external_test_dirs:
         external_listing = "+".join(data_listing(d) for d in external_test_dirs)
-        external_sets = load_external_sets(external_test_dirs, external_listing)
+        external_sets, external_sources = load_external_sets(external_test_dirs, external_listing)
         external, _external_plots, _external_drift = evaluate_external(
-            model, threshold, external_sets, train_set, val_set, test_set, statistics
+            model,
+            threshold,
+            external_sets,
+            external_sources,
+            train_set,
+            val_set,
+            test_set,
+            statistics,
         )
     sources = [data_dir, *extra]
     card, _card_html = create_model_card(

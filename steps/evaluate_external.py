@@ -33,6 +33,7 @@ def evaluate_external(
     model: KerasModelFile,
     threshold: float,
     external_sets: ImageDataset,
+    external_sources: dict[str, str],
     train_set: ImageDataset,
     val_set: ImageDataset,
     test_set: ImageDataset,
@@ -54,6 +55,7 @@ def evaluate_external(
         model: The final (calibrated) model.
         threshold: The decision threshold chosen on validation.
         external_sets: The external images; ``origins`` names each image's set.
+        external_sources: The folder of each set name.
         train_set: Training images (overlap check).
         val_set: Validation images (overlap check).
         test_set: In-split test images (overlap check).
@@ -73,7 +75,6 @@ def evaluate_external(
             item["internal_file"],
         )
     names = list(dict.fromkeys(external_sets.origins))
-    sources = dict(zip(names, external_sets.source.split(" + "), strict=False))
     parts = {
         name: kept.subset(i for i, origin in enumerate(kept.origins) if origin == name)
         for name in names
@@ -98,7 +99,7 @@ def evaluate_external(
         result = score_set(part.labels, p, part.patients, threshold, bootstrap_resamples)
         drift = verdict.details["splits"].get(name, {})
         result.update(
-            source=sources.get(name, ""),
+            source=external_sources.get(name, ""),
             dropped_overlaps=lost,
             drift_share=drift.get("share"),
             drifted_columns=drift.get("drifted_columns", []),

@@ -18,7 +18,10 @@ logger = logging.getLogger(__name__)
 @step(output_materializers={EXTERNAL_SETS_ARTIFACT: ImageDatasetMaterializer})
 def load_external_sets(
     external_dirs: list[str], listing_version: str = ""
-) -> Annotated[ImageDataset, EXTERNAL_SETS_ARTIFACT]:
+) -> tuple[
+    Annotated[ImageDataset, EXTERNAL_SETS_ARTIFACT],
+    Annotated[dict[str, str], "external_sources"],
+]:
     """Loads every external folder with the training data's loader and checks.
 
     Each folder may use either layout (``{NORMAL,PNEUMONIA}`` or Kaggle's
@@ -31,7 +34,8 @@ def load_external_sets(
         listing_version: Fingerprint of the folder listings (cache key only).
 
     Returns:
-        One data set; ``origins`` holds each image's set name (the folder's last part).
+        One data set, whose ``origins`` hold each image's set name (the folder's last
+        part), and the folder of each set name.
     """
     roots = [resolve_data_dir(d) for d in external_dirs]
     names = set_names(roots)
@@ -59,4 +63,4 @@ def load_external_sets(
             for (name, part), root in zip(parts, roots, strict=True)
         }
     )
-    return combined
+    return combined, dict(zip(names, roots, strict=True))
