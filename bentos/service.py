@@ -25,13 +25,17 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse, Response
 
+from xray.constants import GUARD_FILE
 from xray.serving import (
     DISCLAIMER,
     RequestError,
-    answer,
-    check_upload,
+    decode_upload,
+    guard_mode,
+    guarded_answer,
+    load_guard,
+    max_batch_files,
     max_upload_bytes,
-    prepare_upload,
+    refusal,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,35 +84,73 @@ class _JsonForForms:
         return getattr(json, name)
 
 
+async def _file_fields_only(value: Any) -> Any:
+    """BentoML fetches a text value of a file field as a URL (server-side request
+    forgery); this service never fetches anything: a file field must be a file."""
+    from starlette.datastructures import UploadFile
+
+    if isinstance(value, UploadFile):
+        return value
+    raise bentoml.exceptions.BadInput(
+        "a file field must carry an uploaded file; text values and URLs are not accepted "
+        "(send the image itself, e.g. curl -F image=@xray.png)"
+    )
+
+
 try:
     import _bentoml_impl.serde as _serde
 
     _serde.json = _JsonForForms()  # type: ignore[assignment]
+    _serde.MultipartSerde.ensure_file = staticmethod(_file_fields_only)  # type: ignore[method-assign]
+    _serde.is_http_url = lambda _url: False  # a JSON body that is a URL is not fetched either
 except ImportError:  # another BentoML layout: nothing to mend
     pass
 
 
 class UploadSizeLimit:
-    """ASGI middleware: refuses a request whose declared body is over the upload limit
-    with 413 before it is read."""
+    """ASGI middleware: refuses a request body over the upload limit with 413 — at once
+    when its Content-Length says so, else while it streams in (chunked uploads), before
+    more than the limit has been read."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.limit = max_upload_bytes() + 64 * 1024  # multipart framing
 
+    def _too_large(self, size: str) -> JSONResponse:
+        error = RequestError(
+            413, f"request body is {size}; the limit is {max_upload_bytes() / 2**20:.0f} MB"
+        )
+        return JSONResponse(error.body(), status_code=413, headers=HEADERS)
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope.get("headers") or []).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit:
-                error = RequestError(
-                    413,
-                    f"request body is {int(length) / 2**20:.1f} MB; "
-                    f"the limit is {max_upload_bytes() / 2**20:.0f} MB",
-                )
-                response = JSONResponse(error.body(), status_code=413, headers=HEADERS)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._too_large(f"{int(length) / 2**20:.1f} MB")(scope, receive, send)
+            return
+        received = 0
+        refused = False
+
+        async def limited_receive() -> dict:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    refused = True
+                    await self._too_large("over the limit")(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if not refused:  # after the 413, whatever the app still says is dropped
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
 
 @bentoml.service(workers=1, traffic={"timeout": 60, "concurrency": 128})
@@ -120,20 +162,33 @@ class PneumoniaModel:
     def __init__(self) -> None:
         import tensorflow as tf
 
+        from xray.guard import embedding_model
         from xray.model import load_model, model_image_size
 
         self.model = load_model(self.bento_model.path_of("model.keras"))
+        self.guard = load_guard(self.bento_model.path_of(GUARD_FILE))
         size = model_image_size(self.model)
         spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
-        self._forward = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+        if self.guard is not None:
+            twin = embedding_model(self.model, self.guard.embedding_layer)
+            self._forward = tf.function(lambda x: twin(x, training=False), input_signature=[spec])
+        else:
+            self._forward = tf.function(
+                lambda x: (self.model(x, training=False), None), input_signature=[spec]
+            )
         self._forward(np.zeros((1, size, size, 3), np.uint8))  # trace once, before traffic
 
     # max_latency_ms bounds how long a request may wait for its batch; BentoML answers
     # 503 when it predicts that bound cannot be met, so it is set for a busy 2-core box.
     @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=3000)
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """P(PNEUMONIA) for a batch of prepared images ``[N, S, S, 3]`` uint8."""
-        return self._forward(images).numpy().reshape(-1)
+        """``[N, 2]`` for prepared images ``[N, S, S, 3]`` uint8: P(PNEUMONIA) and the
+        guard's embedding distance (NaN when the model has no guard)."""
+        probabilities, embeddings = self._forward(images)
+        p = np.asarray(probabilities).reshape(-1)
+        if self.guard is None or embeddings is None:
+            return np.column_stack([p, np.full_like(p, np.nan)])
+        return np.column_stack([p, self.guard.distances(np.asarray(embeddings))])
 
     @bentoml.api
     def explain(self, image: np.ndarray) -> np.ndarray:
@@ -156,13 +211,39 @@ class PneumoniaClassifier:
         self.threshold = float(info.metadata["threshold"])
         self.image_size = int(info.metadata["image_size"])
         self.model_version = str(info.labels.get("zenml_model_version", info.tag.version))
+        self.mode = guard_mode()
+        self.guard = load_guard(self.bento_model.path_of(GUARD_FILE))
+        if self.guard is None and self.mode != "off":
+            logger.warning(
+                "Model %s has no input guard (%s): every image is answered", MODEL_TAG, GUARD_FILE
+            )
+        workers = int(os.environ.get("XRAY_DECODE_CONCURRENCY", os.cpu_count() or 2))
+        self._decode_slots = asyncio.Semaphore(max(1, workers))
         warm = np.zeros((self.image_size, self.image_size, 3), np.uint8)
-        prepare_upload(_png_bytes(warm), self.image_size)  # first request is not slow
+        decode_upload(_png_bytes(warm), self.image_size)  # first request is not slow
 
     async def _prepare(self, path: Path, name: str) -> np.ndarray:
-        data = await asyncio.to_thread(Path(path).read_bytes)
-        check_upload(data, name)
-        return await asyncio.to_thread(prepare_upload, data, self.image_size)
+        """Reads and decodes one upload in a thread (never on the event loop), at most
+        ``XRAY_DECODE_CONCURRENCY`` at a time."""
+        async with self._decode_slots:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            return await asyncio.to_thread(decode_upload, data, self.image_size, name)
+
+    async def _verdicts(self, pixels: list[np.ndarray], distances: np.ndarray) -> list[Any]:
+        """The guard's verdict per image; None each when the guard is off or absent."""
+        if self.mode == "off" or self.guard is None:
+            return [None] * len(pixels)
+        from xray.guard import image_features
+
+        guard = self.guard
+
+        def judge() -> list[Any]:
+            return [
+                guard.check(image_features(p), float(d))
+                for p, d in zip(pixels, distances, strict=True)
+            ]
+
+        return await asyncio.to_thread(judge)
 
     def _error(self, error: RequestError) -> JSONResponse:
         return JSONResponse(error.body(), status_code=error.status, headers=HEADERS)
@@ -181,40 +262,75 @@ class PneumoniaClassifier:
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _busy(self, exc: Exception) -> JSONResponse:
-        logger.warning("Model service call failed: %r", exc)
-        body = RequestError(503, "the model is busy or restarting; retry shortly").body()
-        return JSONResponse(body, status_code=503, headers={**HEADERS, "Retry-After": "1"})
+    def _failed(self, exc: Exception) -> JSONResponse:
+        """503 with Retry-After only when the model service is unreachable, overloaded or
+        too slow; any other failure is a 500 (a bug to fix, not a reason to retry)."""
+        import aiohttp
+        from bentoml.exceptions import ServiceUnavailable
+
+        if isinstance(exc, aiohttp.ClientConnectionError | TimeoutError | ServiceUnavailable):
+            logger.warning("Model service unavailable: %r", exc)
+            body = RequestError(503, "the model is busy or restarting; retry shortly").body()
+            return JSONResponse(body, status_code=503, headers={**HEADERS, "Retry-After": "1"})
+        logger.error("Model service call failed", exc_info=exc)
+        body = RequestError(
+            500, "internal error while running the model (see the server log)"
+        ).body()
+        return JSONResponse(body, status_code=500, headers=HEADERS)
 
     @bentoml.api(route="/predict")
     async def predict(self, image: Path) -> dict[str, Any]:
-        """Classifies one chest X-ray (multipart field ``image``: JPEG or PNG)."""
+        """Classifies one chest X-ray (multipart field ``image``: JPEG, PNG or DICOM)."""
         try:
             pixels = await self._prepare(image, "image")
         except RequestError as error:
             return self._error(error)
         try:
-            probability = await self._call(self.model.to_async.predict, pixels[None])
-        except Exception as exc:  # noqa: BLE001 - the model service is overloaded or down
-            return self._busy(exc)
-        return JSONResponse(
-            answer(float(probability[0]), self.threshold, self.model_version), headers=HEADERS
-        )
+            out = await self._call(self.model.to_async.predict, pixels[None])
+        except Exception as exc:  # noqa: BLE001 - mapped to 503 or 500 by _failed
+            return self._failed(exc)
+        out = np.asarray(out).reshape(-1, 2)
+        (verdict,) = await self._verdicts([pixels], out[:, 1])
+        if verdict is not None and not verdict.accepted and self.mode == "refuse":
+            return self._error(refusal(verdict))
+        body = guarded_answer(float(out[0, 0]), self.threshold, self.model_version, verdict)
+        return JSONResponse(body, headers=HEADERS)
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, images: list[Path]) -> list[dict[str, Any]]:
         """Classifies several images (multipart field ``images``, repeated)."""
-        try:
-            pixels = [await self._prepare(p, f"images[{i}]") for i, p in enumerate(images)]
-        except RequestError as error:
-            return self._error(error)
-        if not pixels:
+        if len(images) > max_batch_files():
+            return self._error(
+                RequestError(
+                    413,
+                    f"{len(images)} files in one request; at most {max_batch_files()} "
+                    "(XRAY_MAX_BATCH_FILES). Split the batch.",
+                )
+            )
+        if not images:
             return self._error(RequestError(400, "no file in field 'images'"))
         try:
-            probabilities = await self._call(self.model.to_async.predict, np.stack(pixels))
+            pixels = list(
+                await asyncio.gather(
+                    *(self._prepare(p, f"images[{i}]") for i, p in enumerate(images))
+                )
+            )
+        except RequestError as error:
+            return self._error(error)
+        try:
+            out = await self._call(self.model.to_async.predict, np.stack(pixels))
         except Exception as exc:  # noqa: BLE001
-            return self._busy(exc)
-        results = [answer(float(p), self.threshold, self.model_version) for p in probabilities]
+            return self._failed(exc)
+        out = np.asarray(out).reshape(-1, 2)
+        verdicts = await self._verdicts(pixels, out[:, 1])
+        results = []
+        for i, (probability, verdict) in enumerate(zip(out[:, 0], verdicts, strict=True)):
+            if verdict is not None and not verdict.accepted and self.mode == "refuse":
+                results.append(refusal(verdict, f"images[{i}]").body())
+            else:
+                results.append(
+                    guarded_answer(float(probability), self.threshold, self.model_version, verdict)
+                )
         return JSONResponse(results, headers=HEADERS)
 
     @bentoml.api(route="/explain")
@@ -227,9 +343,14 @@ class PneumoniaClassifier:
         except RequestError as error:
             return self._error(error)
         try:
+            if self.mode == "refuse" and self.guard is not None:
+                out = np.asarray(await self._call(self.model.to_async.predict, pixels[None]))
+                (verdict,) = await self._verdicts([pixels], out.reshape(-1, 2)[:, 1])
+                if not verdict.accepted:
+                    return self._error(refusal(verdict))
             flat = await self._call(self.model.to_async.explain, pixels)
         except Exception as exc:  # noqa: BLE001
-            return self._busy(exc)
+            return self._failed(exc)
         rows, cols, probability = int(flat[-3]), int(flat[-2]), float(flat[-1])
         heatmap = np.asarray(flat[:-3], dtype=np.float32).reshape(rows, cols)
         png = await asyncio.to_thread(overlay_png, pixels, heatmap)

@@ -90,3 +90,103 @@ def small_run_config(path: Path, image_size: int, epochs: int, quality_mode: str
     steps["check_data_quality"]["parameters"]["config"]["mode"] = quality_mode
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+PATIENT_NAME = "Testpatient^Wilhelmina"
+"""The patient name every synthetic DICOM carries: no output may ever contain it."""
+BIRTH_DATE = "19230417"
+"""The birth date every synthetic DICOM carries: no output may ever contain it."""
+
+
+def encode_dicom(
+    pixels: np.ndarray,
+    bits: int = 8,
+    photometric: str = "MONOCHROME2",
+    window: tuple[float, float] | None = None,
+    patient_id: str = "MRN-0042",
+    compression: str | None = None,
+    frames: int = 1,
+    rescale: tuple[float, float] | None = None,
+) -> bytes:
+    """A DX DICOM file of a grayscale uint8 image, made with pydicom.
+
+    Args:
+        pixels: ``[H, W]`` uint8; stored as ``pixels * (2**bits - 1) // 255`` (inverted
+            for MONOCHROME1, so a correct reader gets ``pixels`` back).
+        bits: Bits stored (8, 12 or 16).
+        photometric: ``MONOCHROME1`` or ``MONOCHROME2``.
+        window: (centre, width) to write, or None for none.
+        patient_id: PatientID (the patient for the split).
+        compression: None (explicit VR little endian), ``"rle"``, ``"jpeg"`` (baseline,
+            8 bit only), ``"jpeg2000"`` (lossless).
+        frames: Number of frames (more than 1 makes a multi-frame file).
+        rescale: (slope, intercept) to write; stored values are then
+            ``(value - intercept) / slope``.
+    """
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import (
+        DigitalXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        JPEG2000Lossless,
+        JPEGBaseline8Bit,
+        RLELossless,
+        generate_uid,
+    )
+
+    peak = 2**bits - 1
+    values = np.asarray(pixels, dtype=np.int64) * peak // 255
+    if photometric == "MONOCHROME1":
+        values = peak - values
+    if rescale is not None:
+        slope, intercept = rescale
+        values = np.round((values - intercept) / slope).astype(np.int64)
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    stored = values.astype(dtype)
+    if frames > 1:
+        stored = np.stack([stored] * frames)
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientName = PATIENT_NAME
+    ds.PatientBirthDate = BIRTH_DATE
+    ds.PatientID = patient_id
+    ds.InstitutionName = "St Example Hospital"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = 8 if bits <= 8 else 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = rescale
+    ds.PixelData = stored.tobytes()
+    if compression == "rle":
+        ds.compress(RLELossless)
+    elif compression == "jpeg2000":
+        ds.compress(JPEG2000Lossless)
+    elif compression == "jpeg":
+        from pydicom.encaps import encapsulate
+
+        buffer = io.BytesIO()
+        Image.fromarray(stored).save(buffer, format="JPEG", quality=95)
+        ds.PixelData = encapsulate([buffer.getvalue()])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.LossyImageCompression = "01"
+    elif compression is not None:
+        raise ValueError(f"unknown compression {compression}")
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()

@@ -8,7 +8,7 @@ PROBABILITY_EPSILON = 1e-7
 """Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` before taking a logit (in
 temperature scaling: the fit and the served model's layer use the same value)."""
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpeg", ".jpg", ".png"})
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpeg", ".jpg", ".png", ".dcm", ".dicom"})
 
 MODEL_NAME = "pneumonia_classifier"
 """Name of the ZenML Model (Model Control Plane) every training run registers a version of."""
@@ -50,3 +50,6 @@ TEMPERATURE_ARTIFACT = "temperature_scaling"
 ERROR_EXAMPLES_ARTIFACT = "error_examples"
 GRADCAM_EXAMPLES_ARTIFACT = "gradcam_examples"
 DATA_OVERVIEW_ARTIFACT = "data_overview"
+INPUT_GUARD_ARTIFACT = "input_guard"
+GUARD_FILE = "guard.json"
+"""The fitted input guard inside a BentoML model, beside ``model.keras``."""

@@ -1,8 +1,9 @@
 """The in-memory data set that travels between steps as one artifact.
 
-Images stay encoded (JPEG/PNG bytes as read from the source) so the artifact is as small
-as the source folder and every later step, local or in a cloud container, decodes them
-with the one shared preprocessing definition (:mod:`xray.preprocessing`).
+Images stay encoded (JPEG/PNG bytes as read from the source; DICOM as a header-free PNG
+of its decoded pixels) so the artifact is as small as the source folder and every later
+step, local or in a cloud container, decodes them with the one shared preprocessing
+definition (:mod:`xray.preprocessing`).
 """
 
 import hashlib

@@ -1,13 +1,13 @@
 """Per-image statistics: the table that Evidently judges instead of pixels.
 
-Intensity statistics are computed on the image as the model sees it: decoded, converted
-to 8-bit grayscale and resized to ``ANALYSIS_SIZE`` squared (aspect ratio not kept), so
-they compare across data sets of different native resolutions. Width, height, mode, bit
-depth and file size describe the file as stored.
+Intensity statistics are computed on the image as the model sees it: decoded by the shared
+decode (16-bit and DICOM windowed), converted to 8-bit grayscale and resized to
+``ANALYSIS_SIZE`` squared (aspect ratio not kept), so they compare across data sets of
+different native resolutions. Width, height, mode, bit depth and file size describe the
+file as stored.
 """
 
 import hashlib
-import io
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,10 +17,14 @@ from PIL import Image
 
 from xray.constants import CLASS_NAMES
 from xray.dataset import ImageDataset
+from xray.images import decode_image
+from xray.intensity import (  # noqa: F401 - re-exported
+    NEAR_BLACK,
+    NEAR_WHITE,
+    pixel_statistics,
+)
 
 ANALYSIS_SIZE = 256
-NEAR_BLACK = 10
-NEAR_WHITE = 245
 
 DRIFT_COLUMNS: tuple[str, ...] = (
     "width",
@@ -43,85 +47,44 @@ CATEGORICAL_COLUMNS: tuple[str, ...] = ("mode", "channels", "bit_depth", "label"
 ID_COLUMNS: tuple[str, ...] = ("path", "split", "patient", "sha256")
 
 
-def _grayscale_uint8(image: Image.Image) -> np.ndarray:
-    """Decodes to an 8-bit grayscale array at ``ANALYSIS_SIZE`` squared."""
-    if image.mode.startswith("I"):  # 16/32-bit integer: scale to 8 bits, don't clip
-        wide = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or wide.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(wide / peak * 255.0, 0, 255).astype(np.uint8))
-    else:
-        image = image.convert("L")
+def _grayscale_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Decoded RGB pixels as 8-bit grayscale at ``ANALYSIS_SIZE`` squared."""
+    image = Image.fromarray(pixels).convert("L")
     resized = image.resize((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _bit_depth(mode: str) -> int:
-    if mode == "1":
-        return 1
-    if mode.startswith("I;16") or mode == "I":
-        return 16
-    return 8
-
-
-def pixel_statistics(gray: np.ndarray) -> dict[str, float]:
-    """Intensity statistics of an 8-bit grayscale image.
-
-    Mean, standard deviation and percentiles come from the 256-bin histogram (exact for
-    integer pixels); entropy is in bits; sharpness is the variance of the 4-neighbour
-    Laplacian; ``frac_black``/``frac_white`` are the shares of pixels <= 10 / >= 245.
-    """
-    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
-    total = hist.sum()
-    p = hist / total
-    levels = np.arange(256, dtype=np.float64)
-    mean = float((p * levels).sum())
-    std = float(np.sqrt(max((p * (levels - mean) ** 2).sum(), 0.0)))
-    cdf = np.cumsum(p)
-
-    def percentile(q: float) -> float:
-        return float(np.searchsorted(cdf, q / 100.0 - 1e-12))
-
-    nonzero = p[p > 0]
-    x = gray.astype(np.float32)
-    laplacian = x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:] - 4.0 * x[1:-1, 1:-1]
-    return {
-        "mean": mean,
-        "std": std,
-        "p5": percentile(5),
-        "p50": percentile(50),
-        "p95": percentile(95),
-        "entropy": float(-(nonzero * np.log2(nonzero)).sum()),
-        "sharpness": float(laplacian.var()),
-        "frac_black": float(hist[: NEAR_BLACK + 1].sum() / total),
-        "frac_white": float(hist[NEAR_WHITE:].sum() / total),
-    }
+def _channels(mode: str) -> int:
+    try:
+        return len(Image.getmodebands(mode))
+    except (KeyError, ValueError):  # DICOM photometric interpretations
+        return 3 if mode == "RGB" else 1
 
 
 def image_statistics(data: bytes) -> dict[str, float | int | str]:
     """All statistics of one encoded image (see the module docstring).
 
     Args:
-        data: Encoded JPEG/PNG bytes (already checked by :func:`xray.images.inspect_image`).
+        data: A JPEG, PNG or DICOM file, read with the shared decode
+            (:func:`xray.images.decode_image`; JPEGs at a reduced scale, faster).
 
     Returns:
         File facts (width, height, aspect_ratio, mode, channels, bit_depth, file_size,
         sha256) and pixel statistics (:func:`pixel_statistics`).
     """
-    image = Image.open(io.BytesIO(data))
-    width, height = image.size
+    decoded = decode_image(data, draft=ANALYSIS_SIZE)
+    info = decoded.info
     facts: dict[str, float | int | str] = {
-        "width": width,
-        "height": height,
-        "aspect_ratio": width / height,
-        "mode": image.mode,
-        "channels": len(image.getbands()),
-        "bit_depth": _bit_depth(image.mode),
+        "width": info.width,
+        "height": info.height,
+        "aspect_ratio": info.width / info.height,
+        "mode": info.mode,
+        "channels": _channels(info.mode),
+        "bit_depth": info.bit_depth,
         "file_size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    if image.format == "JPEG":
-        image.draft("L", (ANALYSIS_SIZE, ANALYSIS_SIZE))  # decode at reduced scale: faster
-    facts.update(pixel_statistics(_grayscale_uint8(image)))
+    facts.update(pixel_statistics(_grayscale_uint8(decoded.pixels)))
     return facts
 
 

@@ -1,7 +1,7 @@
 """Batch inference: score a folder (or one file) of chest X-rays, streaming, in bounded memory.
 
 Input is a local path or an ``s3://`` / ``gs://`` URI to one image or a folder. Every
-``.jpeg``/``.jpg``/``.png`` below a folder is scored; images in ``NORMAL/`` or
+``.jpeg``/``.jpg``/``.png``/``.dcm`` below a folder is scored; images in ``NORMAL/`` or
 ``PNEUMONIA/`` class folders (directly under the folder, or under ``train/``, ``val/``,
 ``test/``) carry that class as the known truth, so labelled data also gets metrics.
 
@@ -26,7 +26,7 @@ import pandas as pd
 from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, POSITIVE_CLASS, SPLIT_NAMES
 from xray.dataset import SkippedFile
 from xray.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
-from xray.images import MAX_PIXELS, ImageError, inspect_image
+from xray.images import MAX_PIXELS, ImageError, decode_image
 from xray.loading import DataError, _is_hidden, locate
 from xray.metrics import classification_metrics
 from xray.patients import patient_id_or_file
@@ -39,7 +39,7 @@ UNKNOWN_LABEL = "unknown"
 FORWARD_BATCH = 64
 """Images per forward pass: bounds the model's activation memory, whatever ``batch_size``."""
 
-_EXTENSIONS = ".jpeg/.jpg/.png"  # IMAGE_EXTENSIONS, as people write them
+_EXTENSIONS = ".jpeg/.jpg/.png/.dcm"  # IMAGE_EXTENSIONS, as people write them
 EXPECTED_INPUT = (
     f"expected one {_EXTENSIONS} file, or a folder of them (any nesting; images in "
     "NORMAL/ or PNEUMONIA/ class folders, directly or under train/val/test/, are scored "
@@ -116,7 +116,7 @@ def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
         the layout: ``"file"``, ``"kaggle"``, ``"single"`` or ``"unlabelled"``.
 
     Raises:
-        DataError: If ``root`` does not exist, is a file that is not a JPEG or PNG, or
+        DataError: If ``root`` does not exist, is a file that is not a JPEG, PNG or DICOM, or
             is a folder with no image in it.
     """
     fs, path, kind = _filesystem(root)
@@ -128,7 +128,7 @@ def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
         if ext not in IMAGE_EXTENSIONS:
             raise DataError(
                 f"Input file {root} is not an image file: its extension '{ext or 'none'}' "
-                f"is not one of {_EXTENSIONS.replace('/', ', ')}. Pass a JPEG or PNG "
+                f"is not one of {_EXTENSIONS.replace('/', ', ')}. Pass a JPEG, PNG or DICOM "
                 "file, or a folder of them."
             )
         return [InputImage(fs.unstrip_protocol(path), name, None)], [], "file"
@@ -183,9 +183,10 @@ def _examine(
     except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
         return f"cannot read file: {exc}"
     try:
-        inspect_image(data, max_pixels=max_pixels)
+        decoded = decode_image(data, max_pixels=max_pixels)
         statistics = image_statistics(data)
-        pixels = prepare(data).numpy()
+        statistics["patient"] = decoded.info.patient  # a DICOM's hashed PatientID, or None
+        pixels = prepare(decoded.pixels).numpy()
     except ImageError as exc:
         return str(exc)
     except Exception as exc:  # noqa: BLE001 - e.g. a JPEG variant TensorFlow cannot decode
@@ -228,7 +229,7 @@ def _score_batch(
         row.update(
             path=f.rel_path,
             split=STATISTICS_SPLIT,
-            patient=patient_id_or_file(name)[0],
+            patient=row.get("patient") or patient_id_or_file(name)[0],
             label=truth or UNKNOWN_LABEL,
         )
         statistics.append(row)
@@ -247,8 +248,9 @@ def score_images(
     """Scores images streaming, ``batch_size`` at a time, with the model's decision threshold.
 
     While the model runs on one batch, the thread pool reads, checks
-    (:func:`xray.images.inspect_image`), describes (:func:`xray.image_stats.image_statistics`)
-    and decodes (:func:`xray.preprocessing.prepare_image`) the next one. A file's bytes live
+    and decodes (:func:`xray.images.decode_image`), describes
+    (:func:`xray.image_stats.image_statistics`) and resizes
+    (:func:`xray.preprocessing.resize_pixels`) the next one. A file's bytes live
     only while its thread works on it; at most two batches of decoded images are held.
     Unusable files are skipped with the reason; the run goes on.
 
@@ -268,13 +270,13 @@ def score_images(
     """
     import tensorflow as tf
 
-    from xray.preprocessing import prepare_image
+    from xray.preprocessing import resize_pixels
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
     prepare = tf.function(
-        lambda data: prepare_image(data, image_size),
-        input_signature=[tf.TensorSpec([], tf.string)],
+        lambda pixels: resize_pixels(pixels, image_size),
+        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
         autograph=False,
     )
     model_call = tf.function(

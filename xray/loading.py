@@ -24,7 +24,7 @@ import numpy as np
 
 from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, SPLIT_NAMES
 from xray.dataset import ImageDataset, SkippedFile
-from xray.images import MAX_PIXELS, ImageError, ImageInfo, inspect_image
+from xray.images import MAX_PIXELS, ImageError, ImageInfo, decode_image, encode_png
 from xray.patients import patient_id_or_file
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def discover_images(root: str) -> tuple[list[FoundFile], list[SkippedFile], str]
                 n_images += 1
             if n_images == 0:
                 raise DataError(
-                    f"Class folder {root.rstrip('/')}/{rel_dir} holds no .jpeg/.jpg/.png "
+                    f"Class folder {root.rstrip('/')}/{rel_dir} holds no .jpeg/.jpg/.png/.dcm "
                     f"image. Every class needs images; add some or fix the path."
                 )
     return found, skipped, layout
@@ -292,16 +292,19 @@ def load_images(
     logger.info("Found %d image files under %s (%s layout)", len(found), root, layout)
     contents = _read_all(found, workers)
 
-    def check(item: tuple[FoundFile, bytes | Exception]) -> ImageInfo | str:
+    def check(item: tuple[FoundFile, bytes | Exception]) -> tuple[ImageInfo, bytes | None] | str:
+        """The file's description, plus a header-free PNG of its pixels for DICOM (so no
+        tag value is kept in the data set or any artifact made from it)."""
         f, data = item
         if isinstance(data, Exception):
             return f"cannot read file: {data}"
         try:
-            return inspect_image(data, max_pixels=max_pixels)
+            decoded = decode_image(data, max_pixels=max_pixels)
         except ImageError as exc:
             return str(exc)
+        return decoded.info, encode_png(decoded.pixels) if decoded.info.format == "DICOM" else None
 
-    infos: list[ImageInfo | str] = []
+    infos: list[tuple[ImageInfo, bytes | None] | str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for i, info in enumerate(pool.map(check, zip(found, contents, strict=True)), 1):
             infos.append(info)
@@ -317,17 +320,21 @@ def load_images(
     for s in skipped:
         logger.warning("Skipped %s: %s", s.path, s.reason)
 
-    kept_infos = [infos[i] for i in keep]
-    patients = [patient_id_or_file(_basename(found[i].rel_path))[0] for i in keep]
+    kept = [infos[i] for i in keep]
+    kept_infos = [info for info, _ in kept]  # type: ignore[misc]
+    patients = [
+        info.patient or patient_id_or_file(_basename(found[i].rel_path))[0]
+        for i, info in zip(keep, kept_infos, strict=True)
+    ]
     dataset = ImageDataset(
-        images=[contents[i] for i in keep],  # type: ignore[misc]
+        images=[png or contents[i] for i, (_, png) in zip(keep, kept, strict=True)],  # type: ignore[misc]
         labels=np.array([found[i].label for i in keep], dtype=np.int64),
         patients=patients,
         paths=[found[i].rel_path for i in keep],
         origins=[found[i].origin for i in keep],
-        widths=np.array([info.width for info in kept_infos], dtype=np.int64),  # type: ignore[union-attr]
-        heights=np.array([info.height for info in kept_infos], dtype=np.int64),  # type: ignore[union-attr]
-        modes=[info.mode for info in kept_infos],  # type: ignore[union-attr]
+        widths=np.array([info.width for info in kept_infos], dtype=np.int64),
+        heights=np.array([info.height for info in kept_infos], dtype=np.int64),
+        modes=[info.mode for info in kept_infos],
         source=root,
         skipped=skipped,
     )

@@ -1,19 +1,32 @@
 """BentoML packaging: the model store entry and the Bento of the prediction service."""
 
 import ast
+import json
 import shutil
 import tempfile
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from xray.constants import MODEL_NAME
+from xray.constants import GUARD_FILE, MODEL_NAME
 from xray.model import KerasModelFile
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENTO_DIR = PROJECT_ROOT / "bentos"
 BENTO_NAME = "pneumonia_service"
-SERVICE_REQUIREMENTS = ("bentoml", "tensorflow", "keras", "numpy", "pillow", "matplotlib")
+SERVICE_REQUIREMENTS = (
+    "bentoml",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "pillow",
+    "matplotlib",
+    "pydicom",
+    "pylibjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+    "python-gdcm",
+)
 """What the service imports; pinned to the versions installed here when a Bento is built."""
 
 
@@ -54,7 +67,11 @@ def service_modules() -> list[str]:
 
 
 def save_to_model_store(
-    model: KerasModelFile, metadata: dict[str, Any], labels: dict[str, str], name: str = MODEL_NAME
+    model: KerasModelFile,
+    metadata: dict[str, Any],
+    labels: dict[str, str],
+    name: str = MODEL_NAME,
+    guard: dict[str, Any] | None = None,
 ) -> str:
     """Saves a model's ``.keras`` file as ``model.keras`` in the BentoML model store.
 
@@ -63,6 +80,7 @@ def save_to_model_store(
         metadata: Threshold, class names, image size, metrics, data fingerprint...
         labels: Short string labels (e.g. the ZenML model version).
         name: The BentoML model name.
+        guard: The fitted input guard, saved as ``guard.json`` beside the model.
 
     Returns:
         The new model's tag (``name:version``).
@@ -71,6 +89,8 @@ def save_to_model_store(
 
     with bentoml.models.create(name, labels=labels, metadata=metadata) as ref:
         Path(ref.path_of("model.keras")).write_bytes(model.data)
+        if guard is not None:
+            Path(ref.path_of(GUARD_FILE)).write_text(json.dumps(guard))
     return str(ref.tag)
 
 

@@ -1,7 +1,8 @@
 """The one preprocessing definition shared by training, batch inference and serving.
 
-Outside the model, an encoded JPEG/PNG is decoded to RGB ``uint8`` and resized to the
-model's input size (:func:`prepare_image`); that is all. Scaling to the backbone's input
+Outside the model, a file (JPEG, PNG or DICOM) is decoded to RGB ``uint8`` by the one
+decode (:func:`xray.images.decode_image`) and resized to the model's input size
+(:func:`prepare_image`); that is all. Scaling to the backbone's input
 range happens inside the model (:mod:`xray.model`), so the saved ``.keras`` file takes raw
 pixels and nobody can forget a step.
 """
@@ -15,41 +16,58 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 
-def decode_image(data: "tf.Tensor | bytes") -> "tf.Tensor":
-    """Decodes JPEG or PNG bytes (gray, RGB, RGBA, palette, 8 or 16 bit) to RGB uint8.
+def decode_pixels(data: "bytes | np.ndarray") -> np.ndarray:
+    """Decodes one file (JPEG, PNG or DICOM) to RGB uint8 with the shared decode.
 
     Args:
-        data: Encoded image bytes (a scalar string tensor or Python bytes).
+        data: The file content (bytes, or a NumPy bytes scalar as ``tf.numpy_function``
+            passes it).
 
     Returns:
-        A ``[height, width, 3]`` uint8 tensor. Alpha is dropped; 16-bit images are scaled
-        to 8 bits.
+        A ``[height, width, 3]`` uint8 array (:func:`xray.images.decode_image`: EXIF
+        orientation applied, 16-bit windowed, DICOM windowed and MONOCHROME1 inverted).
+
+    Raises:
+        xray.images.ImageError: For a file that is not a usable image.
     """
-    import tensorflow as tf
+    from xray.images import decode_image
 
-    image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
+    raw = data.item() if isinstance(data, np.ndarray) else data
+    return decode_image(bytes(raw)).pixels
 
 
-def prepare_image(data: "tf.Tensor | bytes", image_size: int) -> "tf.Tensor":
-    """Decodes and resizes one encoded image to the model's input: ``[S, S, 3]`` uint8.
+def resize_pixels(pixels: "np.ndarray | tf.Tensor", image_size: int) -> "tf.Tensor":
+    """Resizes decoded RGB uint8 pixels to the model's input: ``[S, S, 3]`` uint8.
 
     Bilinear with antialiasing, aspect ratio not kept (the reference data set was made
     the same way), rounded back to uint8 so that cached training data stays small.
+    """
+    import tensorflow as tf
+
+    resized = tf.image.resize(pixels, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+
+
+def prepare_image(data: "bytes | np.ndarray", image_size: int) -> "tf.Tensor":
+    """Decodes and resizes one file to the model's input: ``[S, S, 3]`` uint8.
 
     Args:
-        data: Encoded image bytes.
+        data: The file content (JPEG, PNG or DICOM).
         image_size: Side length S of the square output.
 
     Returns:
         The resized image as a uint8 tensor.
     """
+    return resize_pixels(decode_pixels(data), image_size)
+
+
+def _prepare_in_graph(data: "tf.Tensor", image_size: int) -> "tf.Tensor":
+    """:func:`prepare_image` inside a tf.data map (the decode runs as Python)."""
     import tensorflow as tf
 
-    image = decode_image(data)
-    resized = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+    pixels = tf.numpy_function(decode_pixels, [data], tf.uint8, stateful=False)
+    pixels.set_shape([None, None, 3])
+    return resize_pixels(pixels, image_size)
 
 
 def make_dataset(
@@ -83,7 +101,7 @@ def make_dataset(
     autotune = tf.data.AUTOTUNE
     encoded = tf.data.Dataset.from_tensor_slices(tf.constant(list(images), dtype=tf.string))
     decoded = encoded.map(
-        lambda b: prepare_image(b, image_size), num_parallel_calls=autotune, deterministic=True
+        lambda b: _prepare_in_graph(b, image_size), num_parallel_calls=autotune, deterministic=True
     )
     if labels is not None:
         targets = tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.float32))

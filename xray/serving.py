@@ -1,4 +1,9 @@
-"""Request checks and answers of the prediction service (no BentoML imports: unit-testable)."""
+"""Request checks and answers of the prediction service (no BentoML imports: unit-testable).
+
+Every refusal is a :class:`RequestError` with its HTTP status (see the README, "What the
+service accepts"): 413 for a body or file over the size limit or too many files, 400 for
+anything that is not a usable image, 422 for an image the input guard refuses.
+"""
 
 import os
 from dataclasses import dataclass
@@ -7,18 +12,38 @@ from typing import Any
 import numpy as np
 
 from xray.constants import CLASS_NAMES
-from xray.images import MAX_PIXELS, ImageError, inspect_image
+from xray.guard import GUARD_MODES, InputGuard, Verdict
+from xray.images import MAX_PIXELS, ImageError, decode_image
 
 DISCLAIMER = (
     "Research demonstration, not a medical device: this output is not a diagnosis and "
     "must not be used for clinical decisions."
 )
 DEFAULT_MAX_UPLOAD_MB = 20
+DEFAULT_MAX_BATCH_FILES = 32
+DEFAULT_GUARD_MODE = "refuse"
 
 
 def max_upload_bytes() -> int:
     """Largest accepted upload, from ``XRAY_MAX_UPLOAD_MB`` (default 20 MB)."""
     return int(float(os.environ.get("XRAY_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)) * 2**20)
+
+
+def max_batch_files() -> int:
+    """Most files one ``/predict_batch`` request may carry, from ``XRAY_MAX_BATCH_FILES``."""
+    return int(os.environ.get("XRAY_MAX_BATCH_FILES", DEFAULT_MAX_BATCH_FILES))
+
+
+def guard_mode() -> str:
+    """``refuse`` (default), ``flag`` or ``off``, from ``XRAY_GUARD_MODE``.
+
+    Raises:
+        ValueError: For any other value, naming the variable and the choices.
+    """
+    mode = os.environ.get("XRAY_GUARD_MODE", DEFAULT_GUARD_MODE).strip().lower()
+    if mode not in GUARD_MODES:
+        raise ValueError(f"XRAY_GUARD_MODE={mode!r}: use one of {', '.join(GUARD_MODES)}")
+    return mode
 
 
 @dataclass
@@ -29,7 +54,39 @@ class RequestError(Exception):
     message: str
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.message, "disclaimer": DISCLAIMER}
+        body: dict[str, Any] = {"error": self.message, "disclaimer": DISCLAIMER}
+        if self.status == 422:
+            body["accepted"] = False
+        return body
+
+
+def check_size(data: bytes, name: str = "image", max_bytes: int | None = None) -> None:
+    """Raises 413 for a file over the upload limit."""
+    limit = max_bytes if max_bytes is not None else max_upload_bytes()
+    if len(data) > limit:
+        raise RequestError(
+            413, f"'{name}' is {len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB"
+        )
+
+
+def decode_upload(
+    data: bytes, image_size: int, name: str = "image", max_bytes: int | None = None
+) -> np.ndarray:
+    """The model input for one upload (JPEG, PNG or DICOM): decoded once by the shared
+    decode and resized by the shared preprocessing, ``[S, S, 3]`` uint8.
+
+    Raises:
+        RequestError: 413 for a file over the size limit; 400 for an empty, non-image,
+            truncated, tiny, bomb or multi-frame file, or one that cannot be decoded.
+    """
+    from xray.preprocessing import resize_pixels
+
+    check_size(data, name, max_bytes)
+    try:
+        pixels = decode_image(data, max_pixels=MAX_PIXELS).pixels
+    except ImageError as exc:
+        raise RequestError(400, f"'{name}' cannot be used: {exc}") from None
+    return resize_pixels(pixels, image_size).numpy()
 
 
 def check_upload(data: bytes, name: str = "image", max_bytes: int | None = None) -> None:
@@ -38,22 +95,48 @@ def check_upload(data: bytes, name: str = "image", max_bytes: int | None = None)
     Raises:
         RequestError: 413 for a file over the size limit, 400 for anything else unusable.
     """
-    limit = max_bytes if max_bytes is not None else max_upload_bytes()
-    if len(data) > limit:
-        raise RequestError(
-            413, f"'{name}' is {len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB"
-        )
+    check_size(data, name, max_bytes)
     try:
-        inspect_image(data, max_pixels=MAX_PIXELS)
+        decode_image(data, max_pixels=MAX_PIXELS)
     except ImageError as exc:
         raise RequestError(400, f"'{name}' cannot be used: {exc}") from None
 
 
 def prepare_upload(data: bytes, image_size: int) -> np.ndarray:
     """The model input for one upload: the shared preprocessing, ``[S, S, 3]`` uint8."""
-    from xray.preprocessing import prepare_image
+    return decode_upload(data, image_size)
 
-    return prepare_image(data, image_size).numpy()
+
+def refusal(verdict: Verdict, name: str = "image") -> RequestError:
+    """The 422 for an image the input guard refuses (never a label)."""
+    return RequestError(
+        422,
+        f"'{name}' is not a chest X-ray this model can judge: {verdict.reason}",
+    )
+
+
+def guarded_answer(
+    probability: float,
+    threshold: float,
+    model_version: str,
+    verdict: Verdict | None,
+) -> dict[str, Any]:
+    """:func:`answer` plus the guard's verdict (``accepted``, ``guard_reason``)."""
+    body = answer(probability, threshold, model_version)
+    if verdict is not None:
+        body["accepted"] = verdict.accepted
+        if not verdict.accepted:
+            body["guard_reason"] = verdict.reason
+    return body
+
+
+def load_guard(path: str | os.PathLike[str]) -> InputGuard | None:
+    """The guard saved beside a model (``guard.json``), or None when the model has none."""
+    import json
+    from pathlib import Path
+
+    file = Path(path)
+    return InputGuard.from_dict(json.loads(file.read_text())) if file.is_file() else None
 
 
 def answer(probability: float, threshold: float, model_version: str) -> dict[str, Any]:

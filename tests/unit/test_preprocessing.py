@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from synthetic import encode, synthetic_pixels
-from xray.preprocessing import decode_image, make_dataset, prepare_image
+from xray.preprocessing import decode_pixels, make_dataset, prepare_image
 
 RNG = np.random.default_rng(0)
 
@@ -13,10 +13,10 @@ RNG = np.random.default_rng(0)
 )
 def test_decodes_every_accepted_variant_to_rgb_uint8(fmt: str, mode: str) -> None:
     pixels = synthetic_pixels(1, 50, RNG)
-    image = decode_image(encode(pixels, fmt, mode)).numpy()
+    image = decode_pixels(encode(pixels, fmt, mode))
     assert image.shape == (50, 50, 3) and image.dtype == np.uint8
     if fmt == "PNG" and mode in ("L", "I;16"):
-        assert np.array_equal(image[..., 0], pixels)  # lossless, 16 bit scaled back
+        assert np.array_equal(image[..., 0], pixels)  # lossless; 16 bit windowed back
 
 
 def test_prepare_image_resizes_to_square() -> None:

@@ -1,0 +1,63 @@
+"""Step: fit the input-domain guard on the training split, its threshold on validation."""
+
+import logging
+from typing import Annotated, Any
+
+import mlflow
+from zenml import get_step_context, log_metadata, step
+
+from xray.constants import INPUT_GUARD_ARTIFACT
+from xray.dataset import ImageDataset
+from xray.guard import features_and_embeddings, fit_guard
+from xray.model import KerasModelFile
+from xray.preprocessing import make_dataset
+
+logger = logging.getLogger(__name__)
+
+
+@step(experiment_tracker=True)
+def fit_input_guard(
+    model: KerasModelFile,
+    train_set: ImageDataset,
+    val_set: ImageDataset,
+    target_acceptance: float = 0.99,
+    batch_size: int = 64,
+) -> Annotated[dict[str, Any], INPUT_GUARD_ARTIFACT]:
+    """Fits the guard that refuses inputs the model cannot judge (:mod:`xray.guard`).
+
+    Args:
+        model: The model to serve (its ``pool`` layer gives the embeddings).
+        train_set: The training split: statistic ranges, embedding mean and covariance.
+        val_set: The validation split: the distance threshold, so that
+            ``target_acceptance`` of its images pass.
+        target_acceptance: Share of validation images the guard must accept.
+        batch_size: Images per forward pass.
+
+    Returns:
+        The fitted guard as a JSON-ready dict (:meth:`xray.guard.InputGuard.to_dict`).
+    """
+    keras_model = model.load()
+    size = model.image_size
+
+    def batches(images: list[bytes]) -> Any:
+        return (b.numpy() for b in make_dataset(images, None, size, batch_size, cache=False))
+
+    train_features, train_embeddings, _ = features_and_embeddings(
+        keras_model, batches(train_set.images)
+    )
+    val_features, val_embeddings, _ = features_and_embeddings(keras_model, batches(val_set.images))
+    guard = fit_guard(
+        train_features, train_embeddings, val_features, val_embeddings, target_acceptance
+    )
+    summary = guard.summary()
+    logger.info(
+        "Input guard: distance threshold %.1f; accepts %.1f %% of validation images",
+        guard.threshold,
+        100 * summary["val_acceptance"],
+    )
+    log_metadata(metadata={"input_guard": summary})
+    get_step_context().model.log_metadata({"input_guard": summary})
+    mlflow.log_metrics(
+        {"guard_val_acceptance": summary["val_acceptance"], "guard_threshold": guard.threshold}
+    )
+    return guard.to_dict()
