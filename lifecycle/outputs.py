@@ -54,6 +54,7 @@ def write_inference_outputs(
         "share_drifted": float(drift["share_drifted"]),
         "drifted_features": list(drift["drifted_features"]),
         "report": str(paths["report"].resolve()),
+        "refused_images": int(summary.get("refused", 0)),
         **{
             k: v
             for k, v in drift.items()

@@ -5,7 +5,12 @@ from zenml import get_pipeline_context, pipeline
 from steps.batch_predict import batch_predict
 from steps.check_inference_drift import check_inference_drift
 from steps.handle_drift import handle_drift
-from xray.constants import IMAGE_STATISTICS_ARTIFACT, MODEL_ARTIFACT, THRESHOLD_ARTIFACT
+from xray.constants import (
+    IMAGE_STATISTICS_ARTIFACT,
+    INPUT_GUARD_ARTIFACT,
+    MODEL_ARTIFACT,
+    THRESHOLD_ARTIFACT,
+)
 
 
 @pipeline(name="inference")
@@ -13,9 +18,9 @@ def inference_pipeline(data_dir: str) -> None:
     """Scores the images under ``data_dir`` with the ``production`` model version and
     checks them for drift against that model's training images.
 
-    The run config's ``model`` names the production version; the model, its threshold
-    and its statistics table come from that version's artifacts (the run is linked to
-    it in the dashboard).
+    The run config's ``model`` names the production version; the model, its threshold,
+    its input guard and its statistics table come from that version's artifacts (the run
+    is linked to it in the dashboard).
 
     Args:
         data_dir: A folder of images (any layout; class folders give the truth) or one
@@ -25,6 +30,7 @@ def inference_pipeline(data_dir: str) -> None:
     predictions, statistics, _summary = batch_predict(
         version.get_model_artifact(MODEL_ARTIFACT),
         version.get_artifact(THRESHOLD_ARTIFACT),
+        version.get_artifact(INPUT_GUARD_ARTIFACT),
         data_dir=data_dir,
     )
     _report, drift = check_inference_drift(

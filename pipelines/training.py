@@ -1,5 +1,5 @@
 """The training pipeline: load -> split -> validate -> train -> calibrate -> evaluate ->
-analyze errors -> model card -> package -> register -> promote."""
+fit the input guard -> analyze errors -> model card -> package -> register -> promote."""
 
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from steps.compute_image_statistics import compute_image_statistics
 from steps.create_model_card import create_model_card
 from steps.evaluate_external import evaluate_external
 from steps.evaluate_model import evaluate_model
+from steps.fit_input_guard import fit_input_guard
 from steps.load_dataset import load_dataset
 from steps.load_external_sets import load_external_sets
 from steps.package_model import package_model
@@ -72,6 +73,7 @@ def training_pipeline(
     trained, _history, facts, _curves = train_model(train_set, val_set, after="validation_gate")
     model, temperature = calibrate_model(trained, val_set)
     metrics, threshold, _plots, uncertainty, _calibration = evaluate_model(model, val_set, test_set)
+    guard = fit_input_guard(model, train_set, val_set)
     _errors, _gradcam, error_analysis = analyze_errors(model, test_set, threshold)
     external = None
     if external_test_dirs:
@@ -102,7 +104,7 @@ def training_pipeline(
         error_analysis,
         external,
     )
-    bentoml_model = package_model(model, metrics, threshold, fingerprint)
+    bentoml_model = package_model(model, metrics, threshold, fingerprint, guard)
     bento, _archive = build_bento(bentoml_model, card)
     register_model(
         metrics, threshold, fingerprint, facts, validation, bentoml_model, bento, sources, external

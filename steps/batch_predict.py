@@ -13,6 +13,7 @@ from xray.constants import (
     INFERENCE_STATISTICS_ARTIFACT,
     PREDICTIONS_ARTIFACT,
 )
+from xray.guard import GUARD_MODES, InputGuard
 from xray.inference import find_inputs, labelled_metrics, score_images
 from xray.metrics import finite
 from xray.model import KerasModelFile
@@ -25,8 +26,10 @@ logger = logging.getLogger(__name__)
 def batch_predict(
     model: KerasModelFile,
     threshold: float,
+    guard: dict[str, Any] | None,
     data_dir: str,
     batch_size: int = 256,
+    guard_mode: str = "refuse",
 ) -> tuple[
     Annotated[pd.DataFrame, PREDICTIONS_ARTIFACT],
     Annotated[pd.DataFrame, INFERENCE_STATISTICS_ARTIFACT],
@@ -41,15 +44,23 @@ def batch_predict(
     Args:
         model: The production model.
         threshold: The production model's decision threshold.
+        guard: The production model's input guard (:mod:`xray.guard`); None: no guard.
         data_dir: Local folder or file, ``s3://`` or ``gs://``. Class folders
             (NORMAL/PNEUMONIA, optionally under train/val/test) give the truth.
         batch_size: Images per batch; at most two batches are held decoded at once.
+        guard_mode: ``refuse`` (refused images get no label), ``flag`` (labelled, marked
+            ``accepted=false``) or ``off``. Refused images never count in the metrics.
 
     Returns:
         Predictions (file, probability, label, truth), the image statistics of the new
         images (the drift check's input) and a summary: counts, skipped files, and
         metrics when the truth is known.
     """
+    if guard_mode not in GUARD_MODES:
+        raise ValueError(
+            f"batch_predict.guard_mode={guard_mode!r}: use one of {', '.join(GUARD_MODES)} "
+            "(configs/inference.yaml)"
+        )
     root = resolve_data_dir(data_dir)
     files, skipped, layout = find_inputs(root)
     logger.info("Scoring %d images under %s (%s layout)", len(files), root, layout)
@@ -59,17 +70,35 @@ def batch_predict(
     def progress(done: int, total: int) -> None:
         logger.info("Scored %d/%d images", done, total)
 
+    input_guard = InputGuard.from_dict(guard) if guard else None
+    if input_guard is None and guard_mode != "off":
+        logger.warning("The model has no input guard: every image is scored")
     result = score_images(
-        keras_model, files, model.image_size, threshold, batch_size=batch_size, progress=progress
+        keras_model,
+        files,
+        model.image_size,
+        threshold,
+        batch_size=batch_size,
+        progress=progress,
+        guard=input_guard,
+        guard_mode=guard_mode,
     )
     seconds = time.perf_counter() - start
     skipped = [*skipped, *result.skipped]
     metrics = labelled_metrics(result.predictions, threshold)
+    refused = result.predictions[~result.predictions["accepted"].astype(bool)]
     summary: dict[str, Any] = {
         "source": data_dir,
         "layout": layout,
         "images": len(result.predictions),
-        "predicted": result.predictions["label"].value_counts().to_dict(),
+        "predicted": result.predictions.loc[result.predictions["label"] != "", "label"]
+        .value_counts()
+        .to_dict(),
+        "guard_mode": guard_mode if input_guard is not None else "none",
+        "refused": len(refused),
+        "refused_files": [
+            {"file": row.file, "reason": row.guard_reason} for row in refused.itertuples()
+        ],
         "threshold": float(threshold),
         "images_per_second": round(len(result.predictions) / seconds, 1) if seconds else None,
         "skipped": [{"file": s.path, "reason": s.reason} for s in skipped],
@@ -79,6 +108,7 @@ def batch_predict(
         metadata={
             "images": summary["images"],
             "skipped_count": len(skipped),
+            "refused_count": len(refused),
             "predicted": summary["predicted"],
             "images_per_second": summary["images_per_second"],
             **({"metrics": finite(metrics)} if metrics else {}),

@@ -19,16 +19,19 @@ def package_model(
     metrics: dict[str, Any],
     threshold: float,
     data_fingerprint: str,
+    guard: dict[str, Any] | None,
 ) -> Annotated[str, "bentoml_model_tag"]:
     """Saves ``model.keras`` with ``bentoml.models.create``, labelled with the ZenML
     model version and carrying threshold, class names, image size, metrics and data
-    fingerprint as metadata (the service reads threshold and image size from there).
+    fingerprint as metadata (the service reads threshold and image size from there), and
+    the input guard as ``guard.json``.
 
     Args:
         model: The trained model.
         metrics: Test metrics.
         threshold: Decision threshold chosen on validation.
         data_fingerprint: Fingerprint of the training data set.
+        guard: The fitted input guard, saved as ``guard.json`` beside ``model.keras``.
 
     Returns:
         The BentoML model tag.
@@ -46,6 +49,7 @@ def package_model(
             "zenml_model_version": str(version.version),
         },
         labels={"zenml_model": version.name, "zenml_model_version": str(version.version)},
+        guard=guard,
     )
     logger.info("Saved BentoML model %s", tag)
     log_metadata(metadata={"bentoml_model_tag": tag})

@@ -56,7 +56,7 @@ def _grayscale_uint8(pixels: np.ndarray) -> np.ndarray:
 
 def _channels(mode: str) -> int:
     try:
-        return len(Image.getmodebands(mode))
+        return int(Image.getmodebands(mode))
     except (KeyError, ValueError):  # DICOM photometric interpretations
         return 3 if mode == "RGB" else 1
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, POSITIVE_CLASS, SPLIT_NAMES
 from xray.dataset import SkippedFile
+from xray.guard import InputGuard, Verdict
 from xray.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
 from xray.images import MAX_PIXELS, ImageError, decode_image
 from xray.loading import DataError, _is_hidden, locate
@@ -33,7 +34,14 @@ from xray.patients import patient_id_or_file
 
 logger = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS: tuple[str, ...] = ("file", "probability", "label", "truth")
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "file",
+    "probability",
+    "label",
+    "truth",
+    "accepted",
+    "guard_reason",
+)
 STATISTICS_SPLIT = "new"
 UNKNOWN_LABEL = "unknown"
 FORWARD_BATCH = 64
@@ -70,8 +78,10 @@ class InferenceResult:
 
     Attributes:
         predictions: One row per scored image, in input order: ``file`` (relative path),
-            ``probability`` (P(PNEUMONIA)), ``label`` (at the threshold) and ``truth``
-            (class name, or ``""`` when unknown).
+            ``probability`` (P(PNEUMONIA)), ``label`` (at the threshold), ``truth``
+            (class name, or ``""`` when unknown), ``accepted`` (False when the input
+            guard refused the image: then, in ``refuse`` mode, no probability and no
+            label) and ``guard_reason``.
         statistics: Per-image statistics with the columns of
             :func:`xray.image_stats.statistics_table` (split ``"new"``), for drift checks.
         skipped: Files that could not be scored, with the reason.
@@ -197,13 +207,19 @@ def _examine(
 def _score_batch(
     batch: Sequence[InputImage],
     outcomes: Sequence[tuple[dict[str, Any], np.ndarray] | str],
-    forward: Callable[[np.ndarray], np.ndarray],
+    forward: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]],
     threshold: float,
     predictions: list[dict[str, Any]],
     statistics: list[dict[str, Any]],
     skipped: list[SkippedFile],
+    guard: InputGuard | None = None,
+    guard_mode: str = "refuse",
 ) -> None:
-    """Runs the model on one batch's decoded images and appends its rows."""
+    """Runs the model on one batch's decoded images and appends its rows.
+
+    With a guard (mode ``refuse`` or ``flag``) each row says whether the guard accepted
+    the image; in ``refuse`` mode a refused image gets no probability and no label.
+    """
     kept = [(f, o) for f, o in zip(batch, outcomes, strict=True) if not isinstance(o, str)]
     for f, outcome in zip(batch, outcomes, strict=True):
         if isinstance(outcome, str):
@@ -212,17 +228,28 @@ def _score_batch(
     if not kept:
         return
     images = np.stack([image for _, (_, image) in kept])
-    probabilities = np.concatenate(
-        [forward(images[i : i + FORWARD_BATCH]) for i in range(0, len(images), FORWARD_BATCH)]
-    )
-    for (f, (row, _)), probability in zip(kept, probabilities.tolist(), strict=True):
+    parts = [forward(images[i : i + FORWARD_BATCH]) for i in range(0, len(images), FORWARD_BATCH)]
+    probabilities = np.concatenate([p for p, _ in parts])
+    verdicts: list[Verdict | None] = [None] * len(images)
+    if guard is not None and guard_mode != "off":
+        embeddings = np.concatenate([e for _, e in parts])
+        verdicts = list(guard.check_batch(images, embeddings))
+    for (f, (row, _)), probability, verdict in zip(
+        kept, probabilities.tolist(), verdicts, strict=True
+    ):
         truth = CLASS_NAMES[f.truth] if f.truth is not None else ""
+        accepted = verdict is None or verdict.accepted
+        withheld = not accepted and guard_mode == "refuse"
         predictions.append(
             {
                 "file": f.rel_path,
-                "probability": probability,
-                "label": POSITIVE_CLASS if probability >= threshold else CLASS_NAMES[0],
+                "probability": float("nan") if withheld else probability,
+                "label": ""
+                if withheld
+                else (POSITIVE_CLASS if probability >= threshold else CLASS_NAMES[0]),
                 "truth": truth,
+                "accepted": accepted,
+                "guard_reason": "" if verdict is None else verdict.reason,
             }
         )
         name = f.rel_path.rsplit("/", 1)[-1]
@@ -244,6 +271,8 @@ def score_images(
     workers: int = 4,
     progress: Callable[[int, int], None] | None = None,
     max_pixels: int = MAX_PIXELS,
+    guard: InputGuard | None = None,
+    guard_mode: str = "refuse",
 ) -> InferenceResult:
     """Scores images streaming, ``batch_size`` at a time, with the model's decision threshold.
 
@@ -264,12 +293,16 @@ def score_images(
         progress: Called as ``progress(done, total)`` after each batch (files done,
             skipped ones included).
         max_pixels: Largest accepted image (width x height).
+        guard: The model's input guard (:mod:`xray.guard`), or None for none.
+        guard_mode: ``refuse`` (refused rows get no probability or label), ``flag``
+            (they keep them) or ``off`` (the guard is not consulted).
 
     Returns:
         Predictions, image statistics and skipped files (see :class:`InferenceResult`).
     """
     import tensorflow as tf
 
+    from xray.guard import embedding_model
     from xray.preprocessing import resize_pixels
 
     if batch_size < 1:
@@ -279,14 +312,20 @@ def score_images(
         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
         autograph=False,
     )
+    use_guard = guard is not None and guard_mode != "off"
+    twin = embedding_model(model, guard.embedding_layer) if use_guard else model  # type: ignore[union-attr]
     model_call = tf.function(
-        lambda x: model(x, training=False),
+        lambda x: twin(x, training=False),
         input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)],
         autograph=False,
     )
 
-    def forward(pixels: np.ndarray) -> np.ndarray:
-        return model_call(pixels).numpy().reshape(-1)
+    def forward(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = model_call(pixels)
+        if use_guard:
+            probability, embedding = out
+            return np.asarray(probability).reshape(-1), np.asarray(embedding)
+        return np.asarray(out).reshape(-1), None
 
     batches = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     predictions: list[dict[str, Any]] = []
@@ -305,7 +344,17 @@ def score_images(
             upcoming = submit(batches[k + 1]) if k + 1 < len(batches) else []
             outcomes = [future.result() for future in current]
             del current
-            _score_batch(batch, outcomes, forward, threshold, predictions, statistics, skipped)
+            _score_batch(
+                batch,
+                outcomes,
+                forward,
+                threshold,
+                predictions,
+                statistics,
+                skipped,
+                guard,
+                guard_mode,
+            )
             del outcomes
             done += len(batch)
             if progress is not None:
@@ -328,9 +377,12 @@ def labelled_metrics(predictions: pd.DataFrame, threshold: float) -> dict[str, A
 
     Returns:
         :func:`xray.metrics.classification_metrics` plus ``labelled`` (the number of
-        images with a known truth), or None when no truth is known.
+        images with a known truth that the input guard accepted), or None when there is
+        none.
     """
     known = predictions[predictions["truth"] != ""]
+    if "accepted" in known:
+        known = known[known["accepted"].astype(bool)]  # refused by the guard: not judged
     if known.empty:
         return None
     y_true = (known["truth"] == POSITIVE_CLASS).to_numpy(dtype=np.int64)

@@ -28,14 +28,17 @@ def test_pixel_statistics_on_known_images() -> None:
     assert stats["p5"] == 0 and stats["p95"] == 255 and stats["sharpness"] > 0
 
 
-def test_file_facts_and_16_bit_scaling() -> None:
-    wide = np.full((40, 60), 30000, np.uint16)
+def test_file_facts_and_16_bit_windowing() -> None:
+    # 12-bit detector data in a 16-bit PNG: a horizontal ramp 0..4095. Scaled by the
+    # type's range it would be nearly black (mean 8); windowed it spans 0..255.
+    wide = np.tile(np.linspace(0, 4095, 60).astype(np.uint16), (40, 1))
     buffer = io.BytesIO()
     Image.fromarray(wide).save(buffer, format="PNG")
     stats = image_statistics(buffer.getvalue())
     assert (stats["width"], stats["height"], stats["bit_depth"]) == (60, 40, 16)
     assert stats["aspect_ratio"] == pytest.approx(1.5)
-    assert stats["mean"] == pytest.approx(30000 / 65535 * 255, abs=1)  # scaled, not clipped
+    assert stats["mean"] == pytest.approx(127.5, abs=3)
+    assert stats["p5"] < 20 and stats["p95"] > 235
     rgba = encode(synthetic_pixels(0, 50, np.random.default_rng(0)), "PNG", "RGBA")
     facts = image_statistics(rgba)
     assert facts["mode"] == "RGBA" and facts["channels"] == 4

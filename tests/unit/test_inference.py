@@ -91,7 +91,7 @@ def test_find_inputs_missing_or_empty_folder_is_named(tmp_path: Path) -> None:
     (empty / "sub").mkdir(parents=True)
     (empty / "sub" / "readme.md").write_text("x")
     with pytest.raises(
-        DataError, match=rf"No \.jpeg/\.jpg/\.png image .*{re.escape(str(empty))}.*readme\.md"
+        DataError, match=rf"No \.jpeg/\.jpg/\.png/\.dcm image .*{re.escape(str(empty))}.*readme\.md"
     ):
         find_inputs(str(empty))
 
@@ -120,7 +120,7 @@ def test_score_images_schema_order_skips_and_probabilities(
     assert result.skipped == [SkippedFile("PNEUMONIA/broken.jpeg", result.skipped[0].reason)]
     assert "corrupt or truncated" in result.skipped[0].reason
     p = result.predictions
-    assert list(p.columns) == ["file", "probability", "label", "truth"]
+    assert list(p.columns) == ["file", "probability", "label", "truth", "accepted", "guard_reason"]
     assert list(p["file"]) == [f.rel_path for f in files if f.rel_path != "PNEUMONIA/broken.jpeg"]
     assert list(p["file"]) == reference.paths
     np.testing.assert_allclose(p["probability"], expected, atol=1e-5)
@@ -147,6 +147,8 @@ def test_score_images_unknown_truth_and_no_files(model: Any, tmp_path: Path) -> 
         "probability",
         "label",
         "truth",
+        "accepted",
+        "guard_reason",
     ]
 
 
