@@ -190,18 +190,31 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             )
         rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
         _check_size(cols, rows, max_pixels)
-        syntax = ds.file_meta.get("TransferSyntaxUID") if "file_meta" in ds else None
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.get("TransferSyntaxUID") if meta is not None else None
         syntax_name = getattr(syntax, "name", None) or "unknown transfer syntax"
         try:
             stored = ds.pixel_array
         except Exception as exc:  # noqa: BLE001
+            detail = " ".join(str(exc).split())[:300]
+            hint = (
+                "; 12-bit JPEG Extended needs the optional plugin pylibjpeg-libjpeg "
+                "(GPL-3.0): pip install pylibjpeg-libjpeg"
+                if "JPEG Extended" in syntax_name
+                else ""
+            )
             raise ImageError(
                 f"cannot decode the DICOM pixel data ({syntax_name}): "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                f"{type(exc).__name__}: {detail}{hint}"
             ) from None
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
         bits_stored = int(ds.get("BitsStored", 8) or 8)
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if photometric == "PALETTE COLOR":
+            from pydicom.pixels import apply_color_lut
+
+            stored, samples = apply_color_lut(stored, ds), 3
+            bits_stored = 16 if np.asarray(stored).dtype.itemsize > 1 else 8
         if samples == 1:
             values = apply_modality_lut(stored, ds)
             if "VOILUTSequence" in ds:
