@@ -102,3 +102,29 @@ def test_http_through_the_asgi_app(service, monkeypatch: pytest.MonkeyPatch) -> 
             "/predict_batch", files=[("images", ("a.jpeg", good)), ("images", ("b.jpeg", good))]
         )
         assert batch.status_code == 200 and len(batch.json()) == 2
+
+
+def test_only_unreachable_or_slow_model_gets_503(service) -> None:
+    import aiohttp
+    from bentoml.exceptions import ServiceUnavailable
+
+    classifier, _, _ = service
+    for exc in (aiohttp.ClientConnectionError("refused"), TimeoutError(), ServiceUnavailable("x")):
+        response = classifier._failed(exc)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    bug = classifier._failed(ValueError("shapes do not match"))
+    assert bug.status_code == 500 and "retry-after" not in bug.headers
+    assert "internal error" in json.loads(bug.body)["error"]
+    assert "shapes" not in json.loads(bug.body)["error"]  # no internals in the answer
+
+
+def test_model_failure_is_a_500_through_predict(service, tmp_path: Path, monkeypatch) -> None:
+    classifier, _, _ = service
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(classifier, "_call", broken)
+    data = encode(synthetic_pixels(1, 70, np.random.default_rng(0)))
+    response = asyncio.run(classifier.predict(_file(tmp_path, data)))
+    assert response.status_code == 500

@@ -273,3 +273,45 @@ def test_labelled_metrics() -> None:
     assert (metrics["tn"], metrics["fp"], metrics["fn"], metrics["tp"]) == (1, 0, 1, 1)
     assert metrics["roc_auc"] == 1.0 and metrics["threshold"] == 0.5
     assert labelled_metrics(predictions.assign(truth=""), threshold=0.5) is None
+
+
+def _guard_for(model: Any, seed: int) -> Any:
+    from xray.guard import features_and_embeddings, fit_guard
+    from xray.preprocessing import prepare_image
+
+    rng = np.random.default_rng(seed)
+
+    def part(n: int) -> Any:
+        files = [encode(synthetic_pixels(i % 2, 40 + i % 20, rng)) for i in range(n)]
+        return features_and_embeddings(
+            model, [np.stack([prepare_image(f, IMAGE_SIZE).numpy() for f in files])]
+        )
+
+    train, val = part(120), part(120)  # the threshold is set on held-out images
+    return fit_guard(train[0], train[1], val[0], val[1])
+
+
+@pytest.mark.parametrize("mode", ["refuse", "flag", "off"])
+def test_guard_refuses_a_photo_in_batch_inference(
+    model: Any, labelled_folder: Path, mode: str
+) -> None:
+    photo = np.zeros((60, 60, 3), np.uint8)
+    photo[..., 0] = 220  # a red picture in the NORMAL folder
+    (labelled_folder / "NORMAL" / "holiday.png").write_bytes(encode(photo, "PNG", "RGB"))
+    files, _, _ = find_inputs(str(labelled_folder))
+    guard = _guard_for(model, 3)
+    result = score_images(model, files, IMAGE_SIZE, 0.5, guard=guard, guard_mode=mode)
+    p = result.predictions.set_index("file")
+    row = p.loc["NORMAL/holiday.png"]
+    metrics = labelled_metrics(result.predictions, 0.5)
+    if mode == "off":
+        assert row["accepted"] and row["guard_reason"] == ""
+        assert metrics["labelled"] == len(p)
+        return
+    assert not row["accepted"] and "colour image" in row["guard_reason"]
+    if mode == "refuse":
+        assert np.isnan(row["probability"]) and row["label"] == ""
+    else:
+        assert 0 <= row["probability"] <= 1 and row["label"] in ("NORMAL", "PNEUMONIA")
+    assert metrics["labelled"] == int(p["accepted"].sum()) < len(p)  # refused: not judged
+    assert len(result.statistics) == len(p)  # drift still sees every scored image

@@ -73,3 +73,27 @@ def test_gradcam_matches_the_prediction_and_renders() -> None:
     assert probability == pytest.approx(expected, abs=1e-5)
     png = overlay_png(image, heatmap)
     assert Image.open(io.BytesIO(png)).size == (64, 64)
+
+
+def test_guard_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xray.serving import guard_mode
+
+    monkeypatch.delenv("XRAY_GUARD_MODE", raising=False)
+    assert guard_mode() == "refuse"
+    monkeypatch.setenv("XRAY_GUARD_MODE", "Flag")
+    assert guard_mode() == "flag"
+    monkeypatch.setenv("XRAY_GUARD_MODE", "sometimes")
+    with pytest.raises(ValueError, match="XRAY_GUARD_MODE='sometimes'.*refuse, flag, off"):
+        guard_mode()
+
+
+def test_decode_upload_reads_dicom_and_refuses_multi_frame() -> None:
+    from synthetic import encode_dicom
+    from xray.serving import decode_upload
+
+    pixels = synthetic_pixels(0, 64, np.random.default_rng(4))
+    assert decode_upload(encode_dicom(pixels), 48).shape == (48, 48, 3)
+    with pytest.raises(RequestError) as error:
+        decode_upload(encode_dicom(pixels, frames=2), 48, "images[3]")
+    assert error.value.status == 400 and "images[3]" in error.value.message
+    assert "multi-frame" in error.value.message
