@@ -8,7 +8,7 @@ from zenml import get_step_context, log_metadata, step
 
 from xray.constants import INPUT_GUARD_ARTIFACT
 from xray.dataset import ImageDataset
-from xray.guard import features_and_embeddings, fit_guard
+from xray.guard import DEFAULT_TARGET_ACCEPTANCE, features_and_embeddings, fit_guard
 from xray.model import KerasModelFile
 from xray.preprocessing import make_dataset
 
@@ -20,7 +20,7 @@ def fit_input_guard(
     model: KerasModelFile,
     train_set: ImageDataset,
     val_set: ImageDataset,
-    target_acceptance: float = 0.99,
+    target_acceptance: float = DEFAULT_TARGET_ACCEPTANCE,
     batch_size: int = 64,
 ) -> Annotated[dict[str, Any], INPUT_GUARD_ARTIFACT]:
     """Fits the guard that refuses inputs the model cannot judge (:mod:`xray.guard`).
