@@ -50,14 +50,20 @@ def fit_input_guard(
         train_features, train_embeddings, val_features, val_embeddings, target_acceptance
     )
     summary = guard.summary()
-    logger.info(
-        "Input guard: distance threshold %.1f; accepts %.1f %% of validation images",
-        guard.threshold,
-        100 * summary["val_acceptance"],
-    )
+    if guard.threshold is None:
+        logger.warning("Input guard: %s", summary["note"])
+    else:
+        logger.info(
+            "Input guard: distance threshold %.1f; accepts %.1f %% of validation images",
+            guard.threshold,
+            100 * summary["val_acceptance"],
+        )
     log_metadata(metadata={"input_guard": summary})
     get_step_context().model.log_metadata({"input_guard": summary})
     mlflow.log_metrics(
-        {"guard_val_acceptance": summary["val_acceptance"], "guard_threshold": guard.threshold}
+        {
+            "guard_val_acceptance": summary["val_acceptance"],
+            **({"guard_threshold": guard.threshold} if guard.threshold is not None else {}),
+        }
     )
     return guard.to_dict()

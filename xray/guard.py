@@ -9,8 +9,12 @@ guard refuses what lies outside the training data, with two tests on what the mo
    below :data:`MIN_COLOURFULNESS_LIMIT`, the colour noise of a grayscale JPEG).
 2. **Distance in the model's own feature space**: the Mahalanobis distance of the
    penultimate-layer embedding (the ``pool`` layer) to the training embeddings (mean and
-   a shrunk covariance, Ledoit-Wolf). Its threshold is chosen on the validation split so
-   that ``target_acceptance`` of in-distribution images pass both tests.
+   a shrunk covariance, Ledoit-Wolf). Its threshold is the conformal quantile of the
+   validation distances: the ``ceil((n + 1) * target_acceptance)``-th smallest of ``n``,
+   so that a new in-distribution image passes with probability at least
+   ``target_acceptance``. With too few validation images for that (``n + 1`` below
+   ``1 / (1 - target)``, e.g. 200 for 0.995) no threshold can promise it: the distance
+   test is then off (``threshold`` None) and only the colour test runs; the fit says so.
 
 Why not ranges of intensity statistics as well: measured in ``benchmarks/input_guard.py``,
 they refused nothing of the non-X-ray corpus that the distance did not already refuse,
@@ -69,7 +73,8 @@ class InputGuard:
     colour_limit: float
     mean: list[float]
     precision: list[list[float]]
-    threshold: float
+    threshold: float | None
+    """Largest accepted distance; None: too few validation images, no distance test."""
     embedding_layer: str = EMBEDDING_LAYER
     target_acceptance: float = DEFAULT_TARGET_ACCEPTANCE
     fitted: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +106,7 @@ class InputGuard:
     def check(self, features: Mapping[str, float], distance: float) -> Verdict:
         """The verdict for one image from its statistics and its embedding distance."""
         reasons = self.statistic_reasons(features)
-        if distance > self.threshold:
+        if self.threshold is not None and distance > self.threshold:
             reasons.append(
                 f"unlike the training X-rays in the model's feature space (distance "
                 f"{distance:.1f} > {self.threshold:.1f})"
@@ -121,7 +126,7 @@ class InputGuard:
     def summary(self) -> dict[str, Any]:
         """What the model version's metadata and the card show of the guard."""
         return {
-            "distance_threshold": round(float(self.threshold), 3),
+            "distance_threshold": None if self.threshold is None else round(self.threshold, 3),
             "colour_limit": round(float(self.colour_limit), 3),
             "target_acceptance": self.target_acceptance,
             "embedding_layer": self.embedding_layer,
@@ -150,16 +155,16 @@ def fit_guard(
         training and validation splits.
 
     Raises:
-        ValueError: With fewer than 10 training or validation images, or a target
-            outside (0.5, 1].
+        ValueError: With fewer than 2 training images, no validation image, or a target
+            outside (0.5, 1).
     """
     from sklearn.covariance import LedoitWolf
 
-    if not 0.5 < target_acceptance <= 1.0:
-        raise ValueError(f"target_acceptance must be in (0.5, 1], not {target_acceptance}")
-    if len(train_features) < 10 or len(val_features) < 10:
+    if not 0.5 < target_acceptance < 1.0:
+        raise ValueError(f"target_acceptance must be in (0.5, 1), not {target_acceptance}")
+    if len(train_features) < 2 or len(val_features) < 1:
         raise ValueError(
-            f"the guard needs at least 10 training and 10 validation images "
+            f"the guard needs at least 2 training images and 1 validation image "
             f"(got {len(train_features)} and {len(val_features)})"
         )
     train_embeddings = np.asarray(train_embeddings, dtype=np.float64)
@@ -174,14 +179,12 @@ def fit_guard(
     )
     distances = guard.distances(val_embeddings)
     in_range = np.array([not guard.statistic_reasons(f) for f in val_features])
-    # The smallest distance threshold with which `target_acceptance` of validation passes.
-    needed = int(np.ceil(target_acceptance * len(distances)))
+    # Conformal: the k-th smallest of n validation distances, k = ceil((n + 1) * target).
     candidates = np.sort(distances[in_range])
-    if len(candidates) < needed:  # colour alone refuses too many: keep every distance
-        threshold = float(candidates[-1]) if len(candidates) else float(distances.max())
-    else:
-        threshold = float(candidates[needed - 1])
-    guard.threshold = threshold * (1 + 1e-9)
+    rank = int(np.ceil((len(candidates) + 1) * target_acceptance))
+    guard.threshold = (
+        float(candidates[rank - 1]) * (1 + 1e-9) if 0 < rank <= len(candidates) else None
+    )
 
     def acceptance(features: Sequence[Mapping[str, float]], embeddings: np.ndarray) -> float:
         verdicts = [
@@ -196,7 +199,15 @@ def fit_guard(
         "val_acceptance": acceptance(val_features, val_embeddings),
         "train_acceptance": acceptance(train_features, train_embeddings),
         "embedding_dim": int(train_embeddings.shape[1]),
+        "distance_test": guard.threshold is not None,
     }
+    if guard.threshold is None:
+        guard.fitted["note"] = (
+            f"{len(candidates)} validation images are too few to set a distance threshold "
+            f"that accepts {target_acceptance:.1%} of in-distribution images (at least "
+            f"{int(np.ceil(1 / (1 - target_acceptance))) - 1} are needed): only the "
+            "colour test runs"
+        )
     return guard
 
 

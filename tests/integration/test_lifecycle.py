@@ -231,7 +231,15 @@ def test_inference_on_same_distribution_data(runs: list[Any], workdir: Path) -> 
     assert result.exit_code == 0, result.output
     assert str(out / "predictions.csv") in result.output and "not a medical device" in result.output
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == ["file", "probability", "label", "truth"]
+    assert list(predictions.columns) == [
+        "file",
+        "probability",
+        "label",
+        "truth",
+        "accepted",
+        "guard_reason",
+    ]
+    assert predictions["accepted"].all()  # same distribution: the guard refuses none
     assert len(predictions) == 40
     assert predictions["probability"].between(0, 1).all()
     assert set(predictions["truth"]) == {"NORMAL", "PNEUMONIA"}

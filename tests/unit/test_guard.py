@@ -63,12 +63,26 @@ def test_round_trips_through_json(guard: InputGuard) -> None:
     assert copy.summary()["val_acceptance"] == guard.fitted["val_acceptance"]
 
 
-def test_fit_refuses_too_few_images_and_bad_targets() -> None:
-    features = [image_features(p) for p in xray_like(5)]
-    with pytest.raises(ValueError, match="at least 10"):
-        fit_guard(features, np.zeros((5, 2)), features, np.zeros((5, 2)))
+def test_too_few_validation_images_turn_the_distance_test_off() -> None:
+    features = [image_features(p) for p in xray_like(30)]
+    small = fit_guard(features, RNG.normal(0, 1, (30, 4)), features, RNG.normal(0, 1, (30, 4)))
+    assert small.threshold is None and not small.fitted["distance_test"]
+    assert "too few" in small.fitted["note"] and "199 are needed" in small.fitted["note"]
+    far = small.check(features[0], 1e9)
+    assert far.accepted  # only the colour test runs
+    with pytest.raises(ValueError, match="at least 2 training images"):
+        fit_guard(features[:1], np.zeros((1, 2)), features, np.zeros((30, 2)))
     with pytest.raises(ValueError, match="target_acceptance"):
-        fit_guard(features, np.zeros((5, 2)), features, np.zeros((5, 2)), 1.5)
+        fit_guard(features, np.zeros((30, 2)), features, np.zeros((30, 2)), 1.0)
+
+
+def test_conformal_threshold_is_the_right_order_statistic() -> None:
+    features = [image_features(p) for p in xray_like(10)] * 40
+    train = RNG.normal(0, 1, (400, 3))
+    val = RNG.normal(0, 1, (399, 3))
+    guard = fit_guard(features, train, features[:399], val, target_acceptance=0.99)
+    distances = np.sort(guard.distances(val))
+    assert guard.threshold == pytest.approx(distances[395], rel=1e-6)  # ceil(400 * 0.99) = 396
 
 
 def test_embeddings_come_from_the_models_pool_layer() -> None:
