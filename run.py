@@ -428,6 +428,12 @@ def _write_outputs(run: Any, out: Path) -> dict[str, Any] | None:
         f"Scored {summary['images']} image(s) with threshold {summary['threshold']:.3f}: "
         + ", ".join(f"{n} {label}" for label, n in sorted(summary["predicted"].items()))
         + (f"; {len(summary['skipped'])} file(s) skipped" if summary["skipped"] else "")
+        + (
+            f"; {summary['refused']} refused by the input guard (not chest X-rays this "
+            f"model can judge: see {paths['predictions'].name}, column guard_reason)"
+            if summary.get("refused")
+            else ""
+        )
         + "."
     )
     if summary.get("metrics"):

@@ -248,3 +248,26 @@ def test_hostile_corpus_gets_no_5xx_and_the_server_stays_live(server: str) -> No
     assert not server_errors, server_errors
     assert httpx.get(f"{server}/livez", timeout=10).status_code == 200
     assert _post(server, _xrays(1, 7)[0], "x.jpeg").status_code in (200, 422)
+
+
+def test_decoding_a_large_image_does_not_stall_other_requests(server: str) -> None:
+    """Decodes run in threads: while large uploads are decoded, /livez answers at once."""
+    import concurrent.futures
+    import time
+
+    rng = np.random.default_rng(9)
+    big = np.repeat(rng.integers(0, 256, (7000, 1), np.uint8), 7000, axis=1)  # 49 MP
+    data = encode(big, "PNG")
+    assert len(data) < 2 * 2**20  # under the server's upload limit
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        uploads = [pool.submit(_post, server, data) for _ in range(3)]
+        time.sleep(0.3)
+        latencies = []
+        while not all(u.done() for u in uploads) and len(latencies) < 20:
+            start = time.perf_counter()
+            assert httpx.get(f"{server}/livez", timeout=30).status_code == 200
+            latencies.append(time.perf_counter() - start)
+            time.sleep(0.05)
+        statuses = [u.result().status_code for u in uploads]
+    assert all(s in (200, 422) for s in statuses), statuses
+    assert latencies and sorted(latencies)[len(latencies) // 2] < 0.5, latencies
