@@ -32,6 +32,9 @@ def _xrays(n: int, seed: int) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
+    import keras
+
+    keras.utils.set_random_seed(3)  # the weights, whatever other tests drew before
     model = build_model("compact_cnn", image_size=SIZE, weights=None, seed=3).model
 
     def prepared(files: list[bytes]) -> list[np.ndarray]:
