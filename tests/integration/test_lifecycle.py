@@ -27,6 +27,7 @@ from xray.constants import (
     PROMOTION_ARTIFACT,
     TEST_SET_ARTIFACT,
 )
+from xray.inference import PREDICTION_COLUMNS
 from xray.metrics import classification_metrics
 from xray.training import predict_probabilities
 
@@ -231,14 +232,7 @@ def test_inference_on_same_distribution_data(runs: list[Any], workdir: Path) -> 
     assert result.exit_code == 0, result.output
     assert str(out / "predictions.csv") in result.output and "not a medical device" in result.output
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == [
-        "file",
-        "probability",
-        "label",
-        "truth",
-        "accepted",
-        "guard_reason",
-    ]
+    assert list(predictions.columns) == list(PREDICTION_COLUMNS)  # the file is the schema
     assert predictions["accepted"].all()  # same distribution: the guard refuses none
     assert len(predictions) == 40
     assert predictions["probability"].between(0, 1).all()
