@@ -89,24 +89,6 @@ def decode_upload(
     return resize_pixels(pixels, image_size).numpy()
 
 
-def check_upload(data: bytes, name: str = "image", max_bytes: int | None = None) -> None:
-    """Refuses empty, oversized, non-image, truncated, tiny or bomb uploads.
-
-    Raises:
-        RequestError: 413 for a file over the size limit, 400 for anything else unusable.
-    """
-    check_size(data, name, max_bytes)
-    try:
-        decode_image(data, max_pixels=MAX_PIXELS)
-    except ImageError as exc:
-        raise RequestError(400, f"'{name}' cannot be used: {exc}") from None
-
-
-def prepare_upload(data: bytes, image_size: int) -> np.ndarray:
-    """The model input for one upload: the shared preprocessing, ``[S, S, 3]`` uint8."""
-    return decode_upload(data, image_size)
-
-
 def refusal(verdict: Verdict, name: str = "image") -> RequestError:
     """The 422 for an image the input guard refuses (never a label)."""
     return RequestError(

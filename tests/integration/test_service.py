@@ -170,12 +170,12 @@ import xray
 assert xray.__file__.startswith(sys.argv[1]), xray.__file__
 from xray.gradcam import gradcam
 from xray.model import load_model, model_temperature
-from xray.serving import prepare_upload
+from xray.serving import decode_upload
 import bentoml
 model = load_model(bentoml.models.get(service.MODEL_TAG).path_of("model.keras"))
 buffer = io.BytesIO()
 Image.fromarray(np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)).save(buffer, "PNG")
-pixels = prepare_upload(buffer.getvalue(), 48)
+pixels = decode_upload(buffer.getvalue(), 48)
 heatmap, probability = gradcam(model, pixels)
 print(json.dumps({"temperature": model_temperature(model), "probability": float(probability),
                   "p": float(model(pixels[None], training=False).numpy().ravel()[0])}))
@@ -188,7 +188,7 @@ def test_built_bento_runs_a_calibrated_model_without_the_project(tmp_path: Path)
     import bentoml
     from PIL import Image
 
-    from xray.serving import prepare_upload
+    from xray.serving import decode_upload
 
     model = with_temperature(build_model("compact_cnn", SIZE, weights=None, seed=5).model, 0.66)
     tag = save_to_model_store(
@@ -213,6 +213,6 @@ def test_built_bento_runs_a_calibrated_model_without_the_project(tmp_path: Path)
     assert answer["temperature"] == pytest.approx(0.66)
     png = tmp_path / "x.png"
     Image.fromarray(np.arange(64 * 64, dtype=np.uint8).reshape(64, 64)).save(png)
-    expected = float(model(prepare_upload(png.read_bytes(), SIZE)[None], training=False)[0, 0])
+    expected = float(model(decode_upload(png.read_bytes(), SIZE)[None], training=False)[0, 0])
     assert answer["p"] == pytest.approx(expected, abs=1e-5)
     assert answer["probability"] == pytest.approx(expected, abs=1e-5)

@@ -9,7 +9,7 @@ from PIL import Image
 from synthetic import encode, synthetic_pixels
 from xray.gradcam import gradcam, overlay_png
 from xray.model import build_model
-from xray.serving import DISCLAIMER, RequestError, answer, check_upload, prepare_upload
+from xray.serving import DISCLAIMER, RequestError, answer, decode_upload
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -44,7 +44,7 @@ GOOD = encode(synthetic_pixels(1, 64, np.random.default_rng(0)))
 )
 def test_bad_uploads_are_refused_with_a_reason(data: bytes, status: int, words: str) -> None:
     with pytest.raises(RequestError) as error:
-        check_upload(data, "image", max_bytes=2**20)
+        decode_upload(data, 48, "image", max_bytes=2**20)
     assert error.value.status == status and words in error.value.message
     assert error.value.body()["disclaimer"] == DISCLAIMER
 
@@ -52,8 +52,7 @@ def test_bad_uploads_are_refused_with_a_reason(data: bytes, status: int, words: 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16"])
 def test_accepted_uploads_become_model_input(mode: str) -> None:
     data = encode(synthetic_pixels(0, 80, np.random.default_rng(1)), "PNG", mode)
-    check_upload(data)
-    pixels = prepare_upload(data, 48)
+    pixels = decode_upload(data, 48)
     assert pixels.shape == (48, 48, 3) and pixels.dtype == np.uint8
 
 
@@ -66,7 +65,7 @@ def test_answer_applies_the_evaluation_threshold() -> None:
 
 def test_gradcam_matches_the_prediction_and_renders() -> None:
     model = build_model("compact_cnn", image_size=64, weights=None).model
-    image = prepare_upload(GOOD, 64)
+    image = decode_upload(GOOD, 64)
     heatmap, probability = gradcam(model, image)
     assert heatmap.ndim == 2 and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
     expected = float(model.predict(image[None], verbose=0)[0, 0])
