@@ -18,13 +18,10 @@ from PIL import Image
 from xray.constants import CLASS_NAMES
 from xray.dataset import ImageDataset
 from xray.images import decode_image
-from xray.intensity import (  # noqa: F401 - re-exported
-    NEAR_BLACK,
-    NEAR_WHITE,
-    pixel_statistics,
-)
 
 ANALYSIS_SIZE = 256
+NEAR_BLACK = 10
+NEAR_WHITE = 245
 
 DRIFT_COLUMNS: tuple[str, ...] = (
     "width",
@@ -57,8 +54,42 @@ def _grayscale_uint8(pixels: np.ndarray) -> np.ndarray:
 def _channels(mode: str) -> int:
     try:
         return int(Image.getmodebands(mode))
-    except (KeyError, ValueError):  # DICOM photometric interpretations
-        return 3 if mode == "RGB" else 1
+    except (KeyError, ValueError):  # DICOM MONOCHROME1/2 (a DICOM in colour says RGB)
+        return 1
+
+
+def pixel_statistics(gray: np.ndarray) -> dict[str, float]:
+    """Intensity statistics of an 8-bit grayscale image.
+
+    Mean, standard deviation and percentiles come from the 256-bin histogram (exact for
+    integer pixels); entropy is in bits; sharpness is the variance of the 4-neighbour
+    Laplacian; ``frac_black``/``frac_white`` are the shares of pixels <= 10 / >= 245.
+    """
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    p = hist / total
+    levels = np.arange(256, dtype=np.float64)
+    mean = float((p * levels).sum())
+    std = float(np.sqrt(max((p * (levels - mean) ** 2).sum(), 0.0)))
+    cdf = np.cumsum(p)
+
+    def percentile(q: float) -> float:
+        return float(np.searchsorted(cdf, q / 100.0 - 1e-12))
+
+    nonzero = p[p > 0]
+    x = gray.astype(np.float32)
+    laplacian = x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:] - 4.0 * x[1:-1, 1:-1]
+    return {
+        "mean": mean,
+        "std": std,
+        "p5": percentile(5),
+        "p50": percentile(50),
+        "p95": percentile(95),
+        "entropy": float(-(nonzero * np.log2(nonzero)).sum()),
+        "sharpness": float(laplacian.var()),
+        "frac_black": float(hist[: NEAR_BLACK + 1].sum() / total),
+        "frac_white": float(hist[NEAR_WHITE:].sum() / total),
+    }
 
 
 def image_statistics(data: bytes) -> dict[str, float | int | str]:

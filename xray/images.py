@@ -122,6 +122,15 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise ImageError(f"image is {width}x{height}; both sides must be at least {MIN_SIDE} px")
 
 
+def _bit_depth(mode: str) -> int:
+    """Bits per sample of a Pillow mode."""
+    if mode == "1":
+        return 1
+    if mode.startswith("I;16") or mode == "I":
+        return 16
+    return 8
+
+
 def _decode_pillow(data: bytes, max_pixels: int, draft: int | None) -> DecodedImage:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -136,9 +145,6 @@ def _decode_pillow(data: bytes, max_pixels: int, draft: int | None) -> DecodedIm
             image.draft("RGB", (draft, draft))  # decode at a reduced scale (statistics)
         image.load()
         image = ImageOps.exif_transpose(image)
-        bit_depth = 16 if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N") else 8
-        if mode == "1":
-            bit_depth = 1
         if mode.startswith("I") or mode == "F":
             pixels = _full_range(np.asarray(image))
         elif mode in ("RGB", "L"):
@@ -146,7 +152,7 @@ def _decode_pillow(data: bytes, max_pixels: int, draft: int | None) -> DecodedIm
         else:  # CMYK, YCbCr, LAB, HSV, P, PA, LA, RGBA, RGBa, La, 1
             target = "L" if mode in ("1", "LA", "La") else "RGB"
             pixels = np.asarray(image.convert(target))
-        info = ImageInfo(image_format, width, height, mode, bit_depth)
+        info = ImageInfo(image_format, width, height, mode, _bit_depth(mode))
         return DecodedImage(_to_rgb(pixels), info)
 
 
