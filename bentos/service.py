@@ -26,6 +26,7 @@ import numpy as np
 from starlette.responses import JSONResponse, Response
 
 from xray.constants import GUARD_FILE
+from xray.guard import withholds_label
 from xray.serving import (
     DISCLAIMER,
     RequestError,
@@ -166,7 +167,9 @@ class PneumoniaModel:
         from xray.model import load_model, model_image_size
 
         self.model = load_model(self.bento_model.path_of("model.keras"))
-        self.guard = load_guard(self.bento_model.path_of(GUARD_FILE))
+        # With XRAY_GUARD_MODE=off no embedding is computed at all.
+        guard_file = self.bento_model.path_of(GUARD_FILE)
+        self.guard = load_guard(guard_file) if guard_mode() != "off" else None
         size = model_image_size(self.model)
         spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
         if self.guard is not None:
@@ -291,7 +294,7 @@ class PneumoniaClassifier:
             return self._failed(exc)
         out = np.asarray(out).reshape(-1, 2)
         (verdict,) = await self._verdicts([pixels], out[:, 1])
-        if verdict is not None and not verdict.accepted and self.mode == "refuse":
+        if withholds_label(verdict, self.mode):
             return self._error(refusal(verdict))
         body = guarded_answer(float(out[0, 0]), self.threshold, self.model_version, verdict)
         return JSONResponse(body, headers=HEADERS)
@@ -325,7 +328,7 @@ class PneumoniaClassifier:
         verdicts = await self._verdicts(pixels, out[:, 1])
         results = []
         for i, (probability, verdict) in enumerate(zip(out[:, 0], verdicts, strict=True)):
-            if verdict is not None and not verdict.accepted and self.mode == "refuse":
+            if withholds_label(verdict, self.mode):
                 results.append(refusal(verdict, f"images[{i}]").body())
             else:
                 results.append(
@@ -346,7 +349,7 @@ class PneumoniaClassifier:
             if self.mode == "refuse" and self.guard is not None:
                 out = np.asarray(await self._call(self.model.to_async.predict, pixels[None]))
                 (verdict,) = await self._verdicts([pixels], out.reshape(-1, 2)[:, 1])
-                if not verdict.accepted:
+                if withholds_label(verdict, self.mode):
                     return self._error(refusal(verdict))
             flat = await self._call(self.model.to_async.explain, pixels)
         except Exception as exc:  # noqa: BLE001

@@ -66,6 +66,11 @@ class Verdict:
         return "; ".join(self.reasons)
 
 
+def withholds_label(verdict: Verdict | None, mode: str) -> bool:
+    """True when an image gets no label: the guard refused it and the mode is ``refuse``."""
+    return verdict is not None and not verdict.accepted and mode == "refuse"
+
+
 @dataclass
 class InputGuard:
     """A fitted guard (see the module docstring); ``to_dict``/``from_dict`` for JSON."""

@@ -25,7 +25,7 @@ import pandas as pd
 
 from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, POSITIVE_CLASS, SPLIT_NAMES
 from xray.dataset import SkippedFile
-from xray.guard import InputGuard, Verdict
+from xray.guard import InputGuard, Verdict, withholds_label
 from xray.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
 from xray.images import MAX_PIXELS, ImageError, decode_image
 from xray.loading import DataError, _is_hidden, locate
@@ -239,7 +239,7 @@ def _score_batch(
     ):
         truth = CLASS_NAMES[f.truth] if f.truth is not None else ""
         accepted = verdict is None or verdict.accepted
-        withheld = not accepted and guard_mode == "refuse"
+        withheld = withholds_label(verdict, guard_mode)
         predictions.append(
             {
                 "file": f.rel_path,
