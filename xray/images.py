@@ -205,7 +205,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
             detail = " ".join(str(exc).split())[:300]
             hint = (
                 "; 12-bit JPEG Extended needs the optional plugin pylibjpeg-libjpeg "
-                "(GPL-3.0): pip install pylibjpeg-libjpeg"
+                "(GPL-3.0), installed into this environment (see the README)"
                 if "JPEG Extended" in syntax_name
                 else ""
             )
