@@ -200,9 +200,12 @@ def build_corpus(test_images: list[bytes], seed: int = 0) -> dict[str, bytes]:
 
 
 def _prepared(images: list[bytes], size: int) -> np.ndarray:
-    from xray.preprocessing import prepare_image
+    """The model inputs of encoded images, through the training input pipeline (as the
+    ``fit_input_guard`` step prepares them)."""
+    from xray.preprocessing import make_dataset
 
-    return np.stack([prepare_image(image, size).numpy() for image in images])
+    batches = make_dataset(images, None, size, batch_size=64, cache=False)
+    return np.concatenate([batch.numpy() for batch in batches])
 
 
 def _batches(pixels: np.ndarray, batch: int = 64) -> list[np.ndarray]:
