@@ -17,9 +17,11 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(VENV)/bin/python -m pytest tests/unit
 
+# ruff (lint + format) and the import contracts of pyproject.toml (the layers).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from xray.paths import is_uri
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = "data/sample"
 PIPELINES = ("training", "inference")
@@ -52,7 +54,7 @@ def resolve_data(data: str | None) -> str:
     if data == "kaggle":
         cache = Path(os.environ.get("XRAY_DATA_CACHE", Path.home() / ".cache" / "xray-zenml"))
         return str(download_kaggle_dataset(cache / "kaggle"))
-    if "://" in data:
+    if is_uri(data):
         return data
     path = Path(data).expanduser().resolve()
     return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
@@ -193,7 +195,7 @@ def _dry_run(stack: str, config: Path, data: str | None) -> None:
 
     from stacks.dry_run import dry_run
 
-    listing = "not listed (dry run)" if "://" in data_dir else ""
+    listing = "not listed (dry run)" if is_uri(data_dir) else ""
     result = dry_run(spec, config, data_dir, listing, out_dir)
     click.echo("")
     click.echo(result.summary())
@@ -246,7 +248,7 @@ def _dry_run(stack: str, config: Path, data: str | None) -> None:
     type=click.Choice(ON_DRIFT),
     default=None,
     help="Inference: on drift, only warn, fail the run (exit 1), or retrain on the "
-    "production model's data plus --data [default: handle_drift.on_drift in the config].",
+    "production model's data plus --data [default: handle_drift.config.on_drift in the config].",
 )
 @click.option("--no-cache", is_flag=True, help="Run every step even if a cached result exists.")
 @click.option(
@@ -356,19 +358,20 @@ def _infer(
     from pipelines.inference import inference_pipeline
     from stacks.registry import merge_run_config
     from xray.constants import MODEL_NAME
+    from xray.settings import DriftActionSettings, shipped_values
 
     settings = yaml.safe_load(config.read_text()) or {}
     try:
         production = require_production(settings.get("model", {}).get("name", MODEL_NAME))
     except NoProductionModelError as exc:
         raise click.ClickException(str(exc)) from None
-    configured = settings.get("steps", {}).get("handle_drift", {}).get("parameters", {})
-    action = on_drift or configured.get("on_drift", "warn")
+    configured = DriftActionSettings.model_validate(shipped_values(settings, "handle_drift"))
+    action = on_drift or configured.on_drift
     config = merge_run_config(
         config,
         spec,
         PROJECT_ROOT / "outputs" / "configs",
-        overrides={"steps": {"handle_drift": {"parameters": {"on_drift": action}}}},
+        overrides={"steps": {"handle_drift": {"parameters": {"config": {"on_drift": action}}}}},
         pipeline_steps=("batch_predict", "check_inference_drift", "handle_drift"),
     )
     click.echo(f"Scoring {data_dir} with model version {production.number} (production).")
@@ -388,11 +391,11 @@ def _infer(
                 f"Cannot retrain: production version {production.number} does not record "
                 "its data folders; train on both by hand: python run.py --data OLD --data NEW"
             )
-        training_config = PROJECT_ROOT / configured.get("training_config", "configs/training.yaml")
+        training_config = PROJECT_ROOT / configured.training_config
         click.echo(f"Drift detected: retraining on {' + '.join([*sources, data_dir])}.")
         # The merged data is split three ways, so the new images reach the test split too
         # and promotion compares both models on them.
-        split = {"split_dataset": {"parameters": {"use_official_test": False}}}
+        split = {"split_dataset": {"parameters": {"config": {"use_official_test": False}}}}
         _train(spec, training_config, [*sources, data_dir], no_cache, {"steps": split})
 
 

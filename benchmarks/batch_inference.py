@@ -40,7 +40,7 @@ def _rss_mb() -> float:
 def _model() -> object:
     from xray.model import build_model
 
-    return build_model(BACKBONE, image_size=IMAGE_SIZE, weights=None).model
+    return build_model(backbone=BACKBONE, image_size=IMAGE_SIZE, weights=None).model
 
 
 def measure_ours(data: str, batch_size: int, workers: int) -> dict[str, float]:

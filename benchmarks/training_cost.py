@@ -37,7 +37,9 @@ def _throughput(images: Any, labels: Any, flags: dict[str, bool], steps: int, ro
     from xray.preprocessing import make_dataset
 
     keras.utils.set_random_seed(42)
-    model = build_model("compact_cnn", 160, weights=None, seed=42, **flags).model
+    model = build_model(
+        backbone="compact_cnn", image_size=160, weights=None, seed=42, **flags
+    ).model
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
     data = make_dataset(images, labels, 160, 16, shuffle=True, seed=42).repeat()
     model.fit(data, steps_per_epoch=5, epochs=1, verbose=0)  # trace and warm up

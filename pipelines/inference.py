@@ -1,6 +1,7 @@
 """The batch inference pipeline: production model -> predictions -> drift -> action."""
 
-from zenml import get_pipeline_context, pipeline
+from zenml import Model, get_pipeline_context, pipeline
+from zenml.enums import ModelStages
 
 from steps.batch_predict import batch_predict
 from steps.check_inference_drift import check_inference_drift
@@ -9,16 +10,18 @@ from xray.constants import (
     IMAGE_STATISTICS_ARTIFACT,
     INPUT_GUARD_ARTIFACT,
     MODEL_ARTIFACT,
+    MODEL_NAME,
     THRESHOLD_ARTIFACT,
 )
 
 
-@pipeline(name="inference")
+@pipeline(name="inference", model=Model(name=MODEL_NAME, version=ModelStages.PRODUCTION))
 def inference_pipeline(data_dir: str) -> None:
     """Scores the images under ``data_dir`` with the ``production`` model version and
     checks them for drift against that model's training images.
 
-    The run config's ``model`` names the production version; the model, its threshold,
+    The pipeline's model is the ``production`` version (a run config's ``model`` may name
+    another model or version); the model, its threshold,
     its input guard and its statistics table come from that version's artifacts (the run
     is linked to it in the dashboard).
 

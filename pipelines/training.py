@@ -3,7 +3,7 @@ fit the input guard -> analyze errors -> model card -> package -> register -> pr
 
 from pathlib import Path
 
-from zenml import pipeline
+from zenml import Model, pipeline
 
 from steps.analyze_errors import analyze_errors
 from steps.build_bento import build_bento
@@ -23,18 +23,29 @@ from steps.register_model import register_model
 from steps.split_dataset import split_dataset
 from steps.train_model import train_model
 from steps.validation_gate import validation_gate
+from xray.constants import MODEL_NAME
 from xray.loading import listing_version
+from xray.paths import resolve_location
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_listing(data_dir: str) -> str:
     """The listing version of a data folder (relative paths: relative to the project)."""
-    local = "://" not in data_dir and not Path(data_dir).is_absolute()
-    return listing_version(str(PROJECT_ROOT / data_dir) if local else data_dir)
+    return listing_version(resolve_location(data_dir, PROJECT_ROOT))
 
 
-@pipeline(name="training")
+MODEL = Model(
+    name=MODEL_NAME,
+    description="Chest X-ray NORMAL vs PNEUMONIA classifier. Not a medical device.",
+    license="Apache-2.0 (code); trained on CC BY 4.0 data (Kermany et al., 2018)",
+    tags=["chest-xray", "pneumonia", "keras"],
+)
+"""The ZenML Model every training run adds a version to (a run config's ``model`` may
+name another)."""
+
+
+@pipeline(name="training", model=MODEL)
 def training_pipeline(
     data_dir: str,
     listing: str = "",

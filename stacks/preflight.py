@@ -10,10 +10,10 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlparse
 
 from stacks.registry import StackSpec, stack_values_file
+from xray.paths import is_relative_path, is_uri
 
 _ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _GCP_REGISTRY = re.compile(r"^([a-z0-9-]+-docker\.pkg\.dev/[^/]+/[^/]+|([a-z]+\.)?gcr\.io/[^/]+)$")
@@ -205,7 +205,7 @@ def check_data(spec: StackSpec, data_dir: str) -> Check:
     """Steps that run in the cloud can read the data (a bucket, or the shipped sample)."""
     orchestrator = spec.component("orchestrator")
     runs_remotely = orchestrator is not None and orchestrator.flavor != "local"
-    if "://" in data_dir or not runs_remotely or not Path(data_dir).is_absolute():
+    if not runs_remotely or is_uri(data_dir) or is_relative_path(data_dir):
         return Check("data", True, data_dir)
     bucket = "s3://<bucket>" if _cloud(spec) == "aws" else "gs://<bucket>"
     copy = "aws s3 sync" if _cloud(spec) == "aws" else "gcloud storage rsync -r"

@@ -13,6 +13,7 @@ from xray.error_analysis import confident_errors, error_grid, subtype_results
 from xray.gradcam import gradcam_examples
 from xray.model import KerasModelFile
 from xray.plots import PngFigure
+from xray.settings import ErrorAnalysisSettings
 from xray.tracking import log_png
 from xray.training import predict_probabilities
 
@@ -30,8 +31,7 @@ def analyze_errors(
     model: KerasModelFile,
     test_set: ImageDataset,
     threshold: float,
-    examples: int = 6,
-    gradcam_per_class: int = 3,
+    config: ErrorAnalysisSettings | None = None,
 ) -> tuple[
     Annotated[PngFigure, ERROR_EXAMPLES_ARTIFACT],
     Annotated[PngFigure, GRADCAM_EXAMPLES_ARTIFACT],
@@ -45,18 +45,20 @@ def analyze_errors(
         model: The served (calibrated) model.
         test_set: Test images.
         threshold: The decision threshold chosen on validation.
-        examples: False positives and false negatives shown, each.
-        gradcam_per_class: Grad-CAM examples per class.
+        config: How many examples (:class:`xray.settings.ErrorAnalysisSettings`).
 
     Returns:
         The error grid, the Grad-CAM grid, and ``{"subtypes": per-subtype results,
         "shown_errors": number of images in the error grid}``.
     """
+    config = config or ErrorAnalysisSettings()
     keras_model = model.load()
     p = predict_probabilities(keras_model, test_set.images, model.image_size)
-    errors = confident_errors(test_set.labels, p, threshold, k=examples)
+    errors = confident_errors(test_set.labels, p, threshold, k=config.examples)
     grid = PngFigure(
-        error_grid(test_set.images, test_set.paths, test_set.labels, p, threshold, k=examples),
+        error_grid(
+            test_set.images, test_set.paths, test_set.labels, p, threshold, k=config.examples
+        ),
         f"Most confident errors on test: {len(errors['false_positives'])} false positives, "
         f"{len(errors['false_negatives'])} false negatives (threshold {threshold:.3f})",
     )
@@ -66,7 +68,7 @@ def analyze_errors(
             test_set.images,
             test_set.labels,
             test_set.paths,
-            per_class=gradcam_per_class,
+            per_class=config.gradcam_per_class,
             image_size=model.image_size,
         ),
         "Grad-CAM on test images (the same code as the service's /explain)",

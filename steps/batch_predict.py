@@ -6,17 +6,19 @@ from typing import Annotated, Any
 
 import pandas as pd
 from zenml import log_metadata, step
+from zenml.utils.source_utils import get_source_root
 
-from steps.load_dataset import resolve_data_dir
 from xray.constants import (
     INFERENCE_METRICS_ARTIFACT,
     INFERENCE_STATISTICS_ARTIFACT,
     PREDICTIONS_ARTIFACT,
 )
-from xray.guard import GUARD_MODES, InputGuard
+from xray.guard import InputGuard
 from xray.inference import find_inputs, labelled_metrics, score_images
 from xray.metrics import finite
 from xray.model import KerasModelFile
+from xray.paths import resolve_location
+from xray.settings import BatchPredictSettings
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +30,7 @@ def batch_predict(
     threshold: float,
     guard: dict[str, Any] | None,
     data_dir: str,
-    batch_size: int = 256,
-    guard_mode: str = "refuse",
+    config: BatchPredictSettings | None = None,
 ) -> tuple[
     Annotated[pd.DataFrame, PREDICTIONS_ARTIFACT],
     Annotated[pd.DataFrame, INFERENCE_STATISTICS_ARTIFACT],
@@ -47,21 +48,19 @@ def batch_predict(
         guard: The production model's input guard (:mod:`xray.guard`); None: no guard.
         data_dir: Local folder or file, ``s3://`` or ``gs://``. Class folders
             (NORMAL/PNEUMONIA, optionally under train/val/test) give the truth.
-        batch_size: Images per batch; at most two batches are held decoded at once.
-        guard_mode: ``refuse`` (refused images get no label), ``flag`` (labelled, marked
-            ``accepted=false``) or ``off``. Refused images never count in the metrics.
+        config: Batch size (at most two batches are held decoded at once) and the guard
+            mode (:class:`xray.settings.BatchPredictSettings`): ``refuse`` (refused images
+            get no label), ``flag`` (labelled, marked ``accepted=false``) or ``off``.
+            Refused images never count in the metrics.
 
     Returns:
         Predictions (file, probability, label, truth), the image statistics of the new
         images (the drift check's input) and a summary: counts, skipped files, and
         metrics when the truth is known.
     """
-    if guard_mode not in GUARD_MODES:
-        raise ValueError(
-            f"batch_predict.guard_mode={guard_mode!r}: use one of {', '.join(GUARD_MODES)} "
-            "(configs/inference.yaml)"
-        )
-    root = resolve_data_dir(data_dir)
+    config = config or BatchPredictSettings()
+    guard_mode = config.guard_mode
+    root = resolve_location(data_dir, get_source_root())
     files, skipped, layout = find_inputs(root)
     logger.info("Scoring %d images under %s (%s layout)", len(files), root, layout)
     keras_model = model.load()
@@ -78,7 +77,7 @@ def batch_predict(
         files,
         model.image_size,
         threshold,
-        batch_size=batch_size,
+        batch_size=config.batch_size,
         progress=progress,
         guard=input_guard,
         guard_mode=guard_mode,

@@ -12,6 +12,7 @@ from xray.calibration import calibrate
 from xray.constants import MODEL_ARTIFACT, TEMPERATURE_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile, with_temperature
+from xray.settings import CalibrationSettings
 from xray.training import predict_probabilities
 
 logger = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 def calibrate_model(
     trained_model: KerasModelFile,
     val_set: ImageDataset,
-    min_improvement: float = 0.01,
+    config: CalibrationSettings | None = None,
 ) -> tuple[
     Annotated[
         KerasModelFile, ArtifactConfig(name=MODEL_ARTIFACT, artifact_type=ArtifactType.MODEL)
@@ -35,15 +36,16 @@ def calibrate_model(
     Args:
         trained_model: The model from ``train_model``.
         val_set: Validation images (the temperature is fitted on them only).
-        min_improvement: Relative validation log-loss gain needed to apply T.
+        config: The gain needed to apply T (:class:`xray.settings.CalibrationSettings`).
 
     Returns:
         The model to evaluate and serve (calibrated or unchanged) and the fit
         (``temperature``, ``applied``, validation log loss and ECE before and after).
     """
+    config = config or CalibrationSettings()
     keras_model = trained_model.load()
     p_val = predict_probabilities(keras_model, val_set.images, trained_model.image_size)
-    fit = calibrate(val_set.labels, p_val, min_improvement=min_improvement)
+    fit = calibrate(val_set.labels, p_val, min_improvement=config.min_improvement)
     logger.info(
         "Temperature %.3f %s (validation log loss %.4f -> %.4f, ECE %.4f -> %.4f)",
         fit["temperature"],

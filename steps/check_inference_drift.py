@@ -8,7 +8,8 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from xray.constants import INFERENCE_DRIFT_ARTIFACT, INFERENCE_DRIFT_REPORT_ARTIFACT
-from xray.validation import DriftGateConfig, drift_report
+from xray.settings import InferenceDriftSettings
+from xray.validation import drift_report
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +18,7 @@ logger = logging.getLogger(__name__)
 def check_inference_drift(
     statistics: pd.DataFrame,
     reference: pd.DataFrame,
-    config: DriftGateConfig | None = None,
-    min_images: int = 30,
+    config: InferenceDriftSettings | None = None,
 ) -> tuple[
     Annotated[HTMLString, INFERENCE_DRIFT_REPORT_ARTIFACT],
     Annotated[dict[str, Any], INFERENCE_DRIFT_ARTIFACT],
@@ -30,15 +30,17 @@ def check_inference_drift(
         statistics: Statistics of the new images (split ``new``).
         reference: The production version's statistics table (its ``train`` rows are
             the reference).
-        config: Statistics compared, method and the drift share that counts as drift.
-        min_images: Fewer new images than this are not tested (a distribution test on a
-            handful of images means nothing); the result says so.
+        config: Statistics compared, method, the drift share that counts as drift, and
+            ``min_images``: fewer new images are not tested (a distribution test on a
+            handful of images means nothing); the result says so
+            (:class:`xray.settings.InferenceDriftSettings`).
 
     Returns:
         The HTML report and ``{"drift_detected", "share_drifted", "drifted_features",
         ...}`` with per-statistic scores.
     """
-    config = config or DriftGateConfig()
+    config = config or InferenceDriftSettings()
+    min_images = config.min_images
     train = reference[reference["split"] == "train"]
     result: dict[str, Any] = {
         "drift_detected": False,
@@ -52,14 +54,14 @@ def check_inference_drift(
     if not result["tested"]:
         note = (
             f"Not tested: {len(statistics)} image(s), at least {min_images} are needed "
-            "(check_inference_drift.min_images)."
+            "(check_inference_drift.config.min_images)."
         )
         logger.warning(note)
         result["note"] = note
         log_metadata(metadata=result)
         return HTMLString(f"<html><body><p>{note}</p></body></html>"), result
     verdict, report = drift_report(
-        statistics, config, reference=train.assign(split="reference"), current=("new",)
+        statistics, config.gate(), reference=train.assign(split="reference"), current=("new",)
     )
     details = verdict.details["splits"]["new"]
     result.update(

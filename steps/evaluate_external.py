@@ -20,6 +20,7 @@ from xray.image_stats import statistics_table
 from xray.metrics import finite
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, evaluation_figure, stack_pngs
+from xray.settings import ExternalEvaluationSettings
 from xray.training import predict_probabilities
 from xray.validation import DriftGateConfig, drift_report
 
@@ -38,7 +39,7 @@ def evaluate_external(
     val_set: ImageDataset,
     test_set: ImageDataset,
     image_statistics: pd.DataFrame,
-    bootstrap_resamples: int = 1000,
+    config: ExternalEvaluationSettings | None = None,
 ) -> tuple[
     Annotated[dict[str, Any], EXTERNAL_METRICS_ARTIFACT],
     Annotated[PngFigure, EXTERNAL_PLOTS_ARTIFACT],
@@ -60,12 +61,14 @@ def evaluate_external(
         val_set: Validation images (overlap check).
         test_set: In-split test images (overlap check).
         image_statistics: Statistics of the run's splits (the drift reference: train).
-        bootstrap_resamples: Patient resamples for the intervals.
+        config: Patient resamples for the intervals
+            (:class:`xray.settings.ExternalEvaluationSettings`).
 
     Returns:
         Per set: source, counts, metrics, intervals, dropped files and drift; the
         confusion/ROC/PR figure of every set; the drift report.
     """
+    config = config or ExternalEvaluationSettings()
     kept, dropped = drop_overlaps(external_sets, [train_set, val_set, test_set])
     for item in dropped:
         logger.warning(
@@ -96,7 +99,7 @@ def evaluate_external(
                 "NORMAL and PNEUMONIA images to be scored."
             )
         p = predict_probabilities(keras_model, part.images, model.image_size)
-        result = score_set(part.labels, p, part.patients, threshold, bootstrap_resamples)
+        result = score_set(part.labels, p, part.patients, threshold, config.bootstrap_resamples)
         drift = verdict.details["splits"].get(name, {})
         result.update(
             source=external_sources.get(name, ""),

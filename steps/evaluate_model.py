@@ -26,6 +26,7 @@ from xray.metrics import (
 )
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, evaluation_figure, reliability_figure
+from xray.settings import EvaluationSettings
 from xray.shifts import balanced_sample, operating_points, shifted_predictions
 from xray.tracking import log_png
 from xray.training import predict_probabilities
@@ -44,12 +45,7 @@ def evaluate_model(
     model: KerasModelFile,
     val_set: ImageDataset,
     test_set: ImageDataset,
-    threshold_rule: str = "target_sensitivity",
-    target_sensitivity: float = 0.95,
-    bootstrap_resamples: int = 1000,
-    threshold_under_shift: bool = False,
-    shift_check: bool = True,
-    shift_check_images: int = 600,
+    config: EvaluationSettings | None = None,
 ) -> tuple[
     Annotated[dict[str, Any], METRICS_ARTIFACT],
     Annotated[float, THRESHOLD_ARTIFACT],
@@ -63,37 +59,30 @@ def evaluate_model(
         model: The trained model.
         val_set: Validation images (threshold choice).
         test_set: Test images (reported metrics).
-        threshold_rule: ``target_sensitivity`` or ``youden``.
-        target_sensitivity: Validation sensitivity the threshold must reach.
-        bootstrap_resamples: Resamples of the test split's patients for the 95 %
-            intervals (each drawn patient brings all of their images).
-        threshold_under_shift: Choose the threshold on the validation images pooled
-            with their copies under every shift of :mod:`xray.shifts` (instead of the
-            validation images alone).
-        shift_check: Report the chosen threshold's sensitivity and specificity on the
-            test split under every shift (metadata ``shift_operating_points``).
-        shift_check_images: At most this many test images (a seeded sample keeping the
-            class balance) for the shift check: 16 passes over the whole split would
-            cost more than the rest of the evaluation.
+        config: The threshold rule, the bootstrap and the shift check
+            (:class:`xray.settings.EvaluationSettings`). The shift check runs on a
+            seeded sample of the test split: 16 passes over the whole split would cost
+            more than the rest of the evaluation.
 
     Returns:
         Test metrics at the threshold, the threshold, the confusion matrix, ROC and
         precision-recall curves as one figure, the 95 % bootstrap intervals with the
         calibration summary (ECE, Brier, reliability bins), and the reliability diagram.
     """
+    config = config or EvaluationSettings()
     size = model.image_size
     keras_model = model.load()
 
     def predict(images: list[bytes]) -> np.ndarray:
         return predict_probabilities(keras_model, images, size)
 
-    if threshold_under_shift:
+    if config.threshold_under_shift:
         shifted_val = shifted_predictions(list(val_set.images), predict)
         val_y = np.tile(val_set.labels, len(shifted_val))
         val_p = np.concatenate(list(shifted_val.values()))
     else:
         val_y, val_p = val_set.labels, predict(val_set.images)
-    threshold = choose_threshold(val_y, val_p, threshold_rule, target_sensitivity)
+    threshold = choose_threshold(val_y, val_p, config.threshold_rule, config.target_sensitivity)
     test_p = predict_probabilities(keras_model, test_set.images, size)
     metrics = classification_metrics(test_set.labels, test_p, threshold.value)
     metrics.update(
@@ -122,17 +111,17 @@ def evaluate_model(
             test_set.labels,
             test_p,
             threshold.value,
-            n_resamples=bootstrap_resamples,
+            n_resamples=config.bootstrap_resamples,
             groups=test_set.patients,
         ),
         "bootstrap_unit": "patient",
-        "threshold_under_shift": threshold_under_shift,
+        "threshold_under_shift": config.threshold_under_shift,
         "calibration": calibration_summary(test_set.labels, test_p),
-        "target_sensitivity": target_sensitivity,
-        "bootstrap_resamples": bootstrap_resamples,
+        "target_sensitivity": config.target_sensitivity,
+        "bootstrap_resamples": config.bootstrap_resamples,
     }
-    if shift_check:
-        sample = test_set.subset(balanced_sample(test_set.labels, shift_check_images))
+    if config.shift_check:
+        sample = test_set.subset(balanced_sample(test_set.labels, config.shift_check_images))
         shifted_test = shifted_predictions(list(sample.images), predict)
         points = operating_points(sample.labels, shifted_test, threshold.value)
         uncertainty["shift_operating_points"] = points

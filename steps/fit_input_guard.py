@@ -8,9 +8,10 @@ from zenml import get_step_context, log_metadata, step
 
 from xray.constants import INPUT_GUARD_ARTIFACT
 from xray.dataset import ImageDataset
-from xray.guard import DEFAULT_TARGET_ACCEPTANCE, features_and_embeddings, fit_guard
+from xray.guard import features_and_embeddings, fit_guard
 from xray.model import KerasModelFile
 from xray.preprocessing import make_dataset
+from xray.settings import GuardSettings
 
 logger = logging.getLogger(__name__)
 
@@ -20,8 +21,7 @@ def fit_input_guard(
     model: KerasModelFile,
     train_set: ImageDataset,
     val_set: ImageDataset,
-    target_acceptance: float = DEFAULT_TARGET_ACCEPTANCE,
-    batch_size: int = 64,
+    config: GuardSettings | None = None,
 ) -> Annotated[dict[str, Any], INPUT_GUARD_ARTIFACT]:
     """Fits the guard that refuses inputs the model cannot judge (:mod:`xray.guard`).
 
@@ -30,24 +30,24 @@ def fit_input_guard(
         train_set: The training split: statistic ranges, embedding mean and covariance.
         val_set: The validation split: the distance threshold, so that
             ``target_acceptance`` of its images pass.
-        target_acceptance: Share of validation images the guard must accept.
-        batch_size: Images per forward pass.
+        config: Acceptance target and batch size (:class:`xray.settings.GuardSettings`).
 
     Returns:
         The fitted guard as a JSON-ready dict (:meth:`xray.guard.InputGuard.to_dict`).
     """
+    config = config or GuardSettings()
     keras_model = model.load()
     size = model.image_size
 
     def batches(images: list[bytes]) -> Any:
-        return (b.numpy() for b in make_dataset(images, None, size, batch_size, cache=False))
+        return (b.numpy() for b in make_dataset(images, None, size, config.batch_size, cache=False))
 
     train_features, train_embeddings, _ = features_and_embeddings(
         keras_model, batches(train_set.images)
     )
     val_features, val_embeddings, _ = features_and_embeddings(keras_model, batches(val_set.images))
     guard = fit_guard(
-        train_features, train_embeddings, val_features, val_embeddings, target_acceptance
+        train_features, train_embeddings, val_features, val_embeddings, config.target_acceptance
     )
     summary = guard.summary()
     if guard.threshold is None:

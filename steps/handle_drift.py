@@ -1,9 +1,11 @@
 """Step: what drift means for this run (warn, or fail it for a scheduler)."""
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 from zenml import step
+
+from xray.settings import DriftActionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -15,8 +17,7 @@ class DriftDetectedError(RuntimeError):
 @step(enable_cache=False)
 def handle_drift(
     drift: dict[str, Any],
-    on_drift: Literal["warn", "fail", "retrain"] = "warn",
-    training_config: str = "configs/training.yaml",
+    config: DriftActionSettings | None = None,
 ) -> None:
     """Fails the run on drift when ``on_drift`` is ``fail`` (the predictions and the
     report are already stored); otherwise only logs. ``retrain`` is carried out by
@@ -24,13 +25,14 @@ def handle_drift(
 
     Args:
         drift: The drift result of ``check_inference_drift``.
-        on_drift: ``warn``, ``fail`` or ``retrain``.
-        training_config: The run config ``run.py`` retrains with (``retrain``),
-            relative to the project root.
+        config: ``on_drift`` and the retraining run config
+            (:class:`xray.settings.DriftActionSettings`).
 
     Raises:
         DriftDetectedError: On drift with ``on_drift: fail``.
     """
+    config = config or DriftActionSettings()
+    on_drift, training_config = config.on_drift, config.training_config
     if not drift["drift_detected"]:
         logger.info("No drift (share of drifted statistics %.2f).", drift["share_drifted"])
         return

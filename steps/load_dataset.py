@@ -1,7 +1,6 @@
 """Step: read every image under a data folder into one versioned artifact."""
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 from zenml import log_metadata, step
@@ -11,23 +10,18 @@ from materializers import ImageDatasetMaterializer
 from xray.constants import DATASET_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.loading import load_images, merge_sources
+from xray.paths import resolve_location
+from xray.settings import LoadSettings
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_data_dir(data_dir: str) -> str:
-    """A relative local path is relative to the source root."""
-    if "://" not in data_dir and not Path(data_dir).is_absolute():
-        return str(Path(get_source_root()) / data_dir)
-    return data_dir
 
 
 @step(output_materializers={DATASET_ARTIFACT: ImageDatasetMaterializer})
 def load_dataset(
     data_dir: str,
     listing_version: str = "",
-    min_images: int = 20,
     extra_data_dirs: list[str] | None = None,
+    config: LoadSettings | None = None,
 ) -> tuple[Annotated[ImageDataset, DATASET_ARTIFACT], Annotated[str, "data_fingerprint"]]:
     """Loads a Kaggle-layout or single-folder data set from a local path, s3:// or gs://.
 
@@ -37,22 +31,27 @@ def load_dataset(
             image's working directory on a cloud stack).
         listing_version: Fingerprint of the folder listing, computed when the pipeline is
             built; it only makes the cache key change when files change.
-        min_images: Fail when fewer usable images remain after skipping bad files.
         extra_data_dirs: More folders to merge in (a retrain on new data: the old
             folders plus the new one); their paths get the folder name as a prefix.
+        config: Settings (:class:`xray.settings.LoadSettings`).
 
     Returns:
         The data set (encoded images, labels, patients) and its content fingerprint.
     """
 
+    config = config or LoadSettings()
+
     def progress(done: int, total: int) -> None:
         logger.info("Checked %d/%d images", done, total)
 
-    roots = [resolve_data_dir(d) for d in [data_dir, *(extra_data_dirs or [])]]
+    roots = [resolve_location(d, get_source_root()) for d in [data_dir, *(extra_data_dirs or [])]]
     # min_images applies to the main folder; an added folder needs 2 images per class.
     dataset = merge_sources(
         [
-            (root, load_images(root, min_images=min_images if i == 0 else 4, progress=progress))
+            (
+                root,
+                load_images(root, min_images=config.min_images if i == 0 else 4, progress=progress),
+            )
             for i, root in enumerate(roots)
         ]
     )

@@ -4,13 +4,14 @@ import logging
 from typing import Annotated
 
 from zenml import log_metadata, step
+from zenml.utils.source_utils import get_source_root
 
 from materializers import ImageDatasetMaterializer
-from steps.load_dataset import resolve_data_dir
 from xray.constants import EXTERNAL_SETS_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.external import combine, set_names
 from xray.loading import load_images
+from xray.paths import resolve_location
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def load_external_sets(
         One data set, whose ``origins`` hold each image's set name (the folder's last
         part), and the folder of each set name.
     """
-    roots = [resolve_data_dir(d) for d in external_dirs]
+    roots = [resolve_location(d, get_source_root()) for d in external_dirs]
     names = set_names(roots)
     parts = [
         (name, load_images(root, min_images=4)) for name, root in zip(names, roots, strict=True)

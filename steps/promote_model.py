@@ -68,7 +68,7 @@ def promote_model(
     test_set: ImageDataset,
     metrics: dict[str, Any],
     threshold: float,
-    gates: PromotionGates | None = None,
+    config: PromotionGates | None = None,
     external_metrics: dict[str, Any] | None = None,
 ) -> Annotated[dict[str, Any], PROMOTION_ARTIFACT]:
     """Moves this run's model version to ``production`` when it passes the gates, else to
@@ -89,7 +89,7 @@ def promote_model(
     Returns:
         The decision (promoted, stage, reasons, checks, both models' comparison metrics).
     """
-    gates = gates or PromotionGates()
+    gates = config or PromotionGates()
     context = get_step_context()
     version = context.model
     production = production_version(version.name)

@@ -13,6 +13,7 @@ from xray.constants import (
     VAL_SET_ARTIFACT,
 )
 from xray.dataset import ImageDataset
+from xray.settings import SplitSettings
 from xray.split import split_by_patient
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,7 @@ logger = logging.getLogger(__name__)
 )
 def split_dataset(
     dataset: ImageDataset,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    seed: int = 42,
-    use_official_test: bool = True,
+    config: SplitSettings | None = None,
 ) -> tuple[
     Annotated[ImageDataset, TRAIN_SET_ARTIFACT],
     Annotated[ImageDataset, VAL_SET_ARTIFACT],
@@ -43,19 +41,20 @@ def split_dataset(
 
     Args:
         dataset: The loaded data set.
-        val_fraction: Share of each class's images for validation.
-        test_fraction: Share for test, when the data has no Kaggle ``test/`` folder (or
-            ``use_official_test`` is off).
-        seed: Seed of the patient shuffle.
-        use_official_test: Keep a Kaggle ``test/`` folder as the test split.
+        config: Fractions, seed and the official-test rule (:class:`xray.settings.SplitSettings`).
 
     Returns:
         The train, validation and test sets, and what the split did (counts, the
         settings, whether an official test folder was kept, the files dropped for
         overlapping it, how patients were found).
     """
+    config = config or SplitSettings()
     splits, info = split_by_patient(
-        dataset, val_fraction, test_fraction, seed, use_official_test=use_official_test
+        dataset,
+        config.val_fraction,
+        config.test_fraction,
+        config.seed,
+        use_official_test=config.use_official_test,
     )
     summary = {
         name: {**part.class_counts(), "images": len(part), "patients": part.patient_count()}
@@ -74,9 +73,9 @@ def split_dataset(
         "split_counts": summary,
         **info,
         "dropped_files": info["dropped_files"][:500],
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "test_fraction": None if info["official_test_kept"] else test_fraction,
+        "seed": config.seed,
+        "val_fraction": config.val_fraction,
+        "test_fraction": None if info["official_test_kept"] else config.test_fraction,
     }
     log_metadata(metadata=record)
     return splits["train"], splits["val"], splits["test"], record

@@ -16,8 +16,9 @@ from xray.constants import TRAINED_MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, history_figure
+from xray.settings import TrainConfig
 from xray.tracking import epoch_logger, log_keras_model, log_png
-from xray.training import TrainConfig, train_classifier
+from xray.training import train_classifier
 
 
 @step(
@@ -31,7 +32,6 @@ def train_model(
     train_set: ImageDataset,
     val_set: ImageDataset,
     config: TrainConfig | None = None,
-    resume: bool = True,
 ) -> tuple[
     Annotated[KerasModelFile, TRAINED_MODEL_ARTIFACT],
     Annotated[dict[str, list[Any]], TRAINING_HISTORY_ARTIFACT],
@@ -43,10 +43,10 @@ def train_model(
     Args:
         train_set: Training images.
         val_set: Validation images.
-        config: Hyperparameters (see :class:`xray.training.TrainConfig`).
-        resume: Back up after every epoch to ``<artifact store>/checkpoints/train_model/``
-            and resume from there when the same data and config train again (a
-            preempted spot job, or a re-run after a crash).
+        config: Hyperparameters (:class:`xray.settings.TrainConfig`). With ``resume``,
+            every epoch is backed up to ``<artifact store>/checkpoints/train_model/`` and
+            an interrupted run resumes from there when the same data and settings train
+            again (a preempted spot job, or a re-run after a crash).
 
     Returns:
         The trained model (its ``.keras`` file), its per-epoch history, facts about how
@@ -55,11 +55,11 @@ def train_model(
     config = config or TrainConfig()
     mlflow.log_params({f"train.{k}": v for k, v in config.to_dict().items()})
     checkpoint = None
-    if resume:
+    if config.resume:
         key = checkpoint_key(
             train_set.fingerprint(),
             val_set.fingerprint(),
-            json.dumps(config.to_dict(), sort_keys=True, default=str),
+            json.dumps(config.model_dump(exclude={"resume"}), sort_keys=True, default=str),
         )
         store = Client().active_stack.artifact_store.path.rstrip("/")
         checkpoint = CheckpointMirror(

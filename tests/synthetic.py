@@ -82,14 +82,32 @@ def small_run_config(path: Path, image_size: int, epochs: int, quality_mode: str
 
     project_root = Path(__file__).resolve().parent.parent
     config = yaml.safe_load((project_root / "configs" / "training.yaml").read_text())
-    steps = config["steps"]
-    steps["train_model"]["parameters"]["config"].update(
-        image_size=image_size, epochs=epochs, batch_size=8, early_stopping_patience=epochs
+    set_settings(
+        config,
+        "train_model",
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=8,
+        early_stopping_patience=epochs,
     )
-    steps["load_dataset"]["parameters"]["min_images"] = 10
-    steps["check_data_quality"]["parameters"]["config"]["mode"] = quality_mode
+    set_settings(config, "load_dataset", min_images=10)
+    set_settings(config, "check_data_quality", mode=quality_mode)
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def set_settings(run_config: dict, step: str, **values: object) -> dict:
+    """Sets ``steps.<step>.parameters.config.<name>`` in a run config; returns that dict."""
+    if not run_config.get("steps"):
+        run_config["steps"] = {}
+    body = (
+        run_config["steps"]
+        .setdefault(step, {})
+        .setdefault("parameters", {})
+        .setdefault("config", {})
+    )
+    body.update(values)
+    return body
 
 
 PATIENT_NAME = "Testpatient^Wilhelmina"

@@ -34,15 +34,14 @@ from typing import Any
 
 import numpy as np
 
-GUARD_MODES = ("refuse", "flag", "off")
-"""``refuse``: no label for a refused image (422 / ``accepted=false`` without a label);
-``flag``: the label is given, marked ``accepted=false`` with the reason; ``off``: no guard."""
+from xray.settings import GuardSettings
+
 EMBEDDING_LAYER = "pool"
 COLOUR_MARGIN = 1.5
 """The colourfulness limit is the training maximum times this."""
 MIN_COLOURFULNESS_LIMIT = 6.0
 """Colour noise a grayscale JPEG can carry: the colourfulness limit is never below this."""
-DEFAULT_TARGET_ACCEPTANCE = 0.995
+DEFAULT_TARGET_ACCEPTANCE: float = GuardSettings.model_fields["target_acceptance"].default
 
 
 def image_features(pixels: np.ndarray) -> dict[str, float]:

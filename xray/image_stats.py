@@ -18,27 +18,11 @@ from PIL import Image
 from xray.constants import CLASS_NAMES
 from xray.dataset import ImageDataset
 from xray.images import decode_image
+from xray.settings import DRIFT_COLUMNS
 
 ANALYSIS_SIZE = 256
 NEAR_BLACK = 10
 NEAR_WHITE = 245
-
-DRIFT_COLUMNS: tuple[str, ...] = (
-    "width",
-    "height",
-    "aspect_ratio",
-    "file_size",
-    "mean",
-    "std",
-    "p5",
-    "p50",
-    "p95",
-    "entropy",
-    "sharpness",
-    "frac_black",
-    "frac_white",
-)
-"""Numerical statistics compared between splits (and later, new data) for drift."""
 
 CATEGORICAL_COLUMNS: tuple[str, ...] = ("mode", "channels", "bit_depth", "label")
 ID_COLUMNS: tuple[str, ...] = ("path", "split", "patient", "sha256")

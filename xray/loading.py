@@ -25,6 +25,7 @@ import numpy as np
 from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, SPLIT_NAMES
 from xray.dataset import ImageDataset, SkippedFile
 from xray.images import MAX_PIXELS, ImageError, ImageInfo, decode_image, encode_png
+from xray.paths import is_uri
 from xray.patients import patient_id_or_file
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def locate(
         hint = (
             " Check your cloud credentials (AWS profile / GOOGLE_APPLICATION_CREDENTIALS) and "
             "network access to the bucket."
-            if "://" in root
+            if is_uri(root)
             else ""
         )
         raise DataError(f"Cannot read the {what} {root}: {exc!r}.{hint}") from exc
@@ -344,7 +345,7 @@ def load_images(
         listing = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:20])
         raise DataError(
             f"Only {len(dataset)} usable images under {root} ({counts}); at least "
-            f"{min_images} are needed (setting load_dataset.min_images) and 2 per class. "
+            f"{min_images} are needed (setting load_dataset.config.min_images) and 2 per class. "
             f"{len(skipped)} file(s) were skipped{': ' + listing if listing else ''}."
         )
     return dataset

@@ -52,7 +52,7 @@ def choose_threshold(
     p = np.asarray(probabilities, dtype=np.float64)
     if rule not in THRESHOLD_RULES:
         raise ValueError(
-            f"Unknown threshold rule {rule!r}; set evaluate_model.threshold_rule to one of "
+            f"Unknown threshold rule {rule!r}; set evaluate_model.config.threshold_rule to one of "
             f"{', '.join(THRESHOLD_RULES)}."
         )
     if len(np.unique(y)) < 2:

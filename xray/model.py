@@ -18,11 +18,13 @@ Backbones:
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
+
+from xray.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-BACKBONES = ("vgg16", "mobilenet_v2", "compact_cnn")
+BACKBONES: tuple[str, ...] = get_args(TrainConfig.model_fields["backbone"].annotation)
 _SCALING_MODE = {"vgg16": "caffe", "mobilenet_v2": "tf", "compact_cnn": "unit"}
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -306,60 +308,42 @@ def _imagenet_backbone(backbone: str, image_size: int, weights: str | None) -> t
     return factory(include_top=False, weights=None, input_shape=shape), False
 
 
-def build_model(
-    backbone: str = "compact_cnn",
-    image_size: int = 224,
-    weights: str | None = "imagenet",
-    freeze_base: str | bool = "auto",
-    augment: bool = True,
-    dropout: float = 0.3,
-    seed: int = 42,
-    augment_acquisition: bool = True,
-    standardize_intensity: bool = True,
-) -> BuiltModel:
-    """Builds the classifier.
+def build_model(config: TrainConfig | None = None, **settings: Any) -> BuiltModel:
+    """Builds the classifier from the ``train_model`` settings.
 
     Args:
-        backbone: One of :data:`BACKBONES`.
-        image_size: Side length the model resizes every image to.
-        weights: ``"imagenet"`` to load pretrained backbone weights when available (the
-            Keras cache or a download), or None for random initialisation.
-            ``compact_cnn`` has no pretrained weights.
-        freeze_base: Freeze the backbone for the first training phase: True, False, or
-            ``"auto"`` (freeze exactly when pretrained weights were loaded; a frozen
-            random backbone learns nothing).
-        augment: Add random rotation/translation/zoom/contrast layers (active only in
-            training).
-        dropout: Dropout rate before the output layer.
-        seed: Seed for the augmentation layers.
-        augment_acquisition: With ``augment``, also random gamma, exposure,
-            contrast, blur/sharpening and noise (:func:`acquisition_augmentation`).
-        standardize_intensity: Standardise each image's intensities before the backbone
-            (:func:`intensity_standardization`), in training and at inference alike.
+        config: The settings (:class:`xray.settings.TrainConfig`; its defaults when None).
+            The model uses ``backbone``, ``image_size`` (every image is resized to it
+            inside the model), ``weights`` (``imagenet``: pretrained backbone weights when
+            the Keras cache has them or they can be downloaded; ``compact_cnn`` has
+            none), ``freeze_base`` (``auto`` freezes exactly when pretrained weights were
+            loaded: a frozen random backbone learns nothing), ``augment`` and
+            ``augment_acquisition`` (random layers, active only in training),
+            ``standardize_intensity``, ``dropout`` and ``seed``.
+        **settings: Single settings that replace those of ``config`` (validated, so a
+            misspelt name is an error), e.g. ``build_model(backbone="vgg16")``.
 
     Returns:
         The model with its backbone and how it was built.
 
     Raises:
-        ValueError: For an unknown backbone or freeze setting.
+        ValueError: For an unknown backbone, freeze setting or setting name.
     """
+    config = TrainConfig.model_validate({**(config or TrainConfig()).model_dump(), **settings})
+    backbone, image_size, seed = config.backbone, config.image_size, config.seed
     import keras
     from keras import layers
 
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
-    if freeze_base not in ("auto", True, False):
-        raise ValueError(f"freeze_base must be true, false or auto, not {freeze_base!r}.")
     if backbone == "compact_cnn":
         base, pretrained = _compact_cnn(image_size), False
     else:
-        base, pretrained = _imagenet_backbone(backbone, image_size, weights)
-    frozen = pretrained if freeze_base == "auto" else bool(freeze_base)
+        base, pretrained = _imagenet_backbone(backbone, image_size, config.weights)
+    frozen = pretrained if config.freeze_base == "auto" else bool(config.freeze_base)
     base.trainable = not frozen
 
     inputs = keras.Input((None, None, 3), dtype="uint8", name="image")
     x = layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(inputs)
-    if augment:
+    if config.augment:
         x = keras.Sequential(
             [
                 layers.RandomRotation(0.04, fill_mode="constant", seed=seed),
@@ -369,16 +353,16 @@ def build_model(
             ],
             name="augmentation",
         )(x)
-        if augment_acquisition:
+        if config.augment_acquisition:
             x = acquisition_augmentation(seed=seed + 4)(x)
-    if standardize_intensity:
+    if config.standardize_intensity:
         x = intensity_standardization()(x)
     x = pixel_scaling(_SCALING_MODE[backbone])(x)
     # A pretrained backbone keeps its BatchNorm statistics (inference mode) even when its
     # last block is fine-tuned later, as the Keras transfer-learning guide recommends.
     x = base(x, training=False) if pretrained else base(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    x = layers.Dropout(config.dropout, seed=seed, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="prediction", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name=f"pneumonia_{backbone}")
     return BuiltModel(model=model, base=base, pretrained=pretrained, base_frozen=frozen)

@@ -12,42 +12,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from xray.external import gate_checks
 from xray.metrics import classification_metrics, finite
+from xray.settings import PromotionGates
 
 MIN_COMPARISON_IMAGES = 20
 """Fewer unseen test images than this (or one class only): compare on the whole split."""
-
-
-class PromotionGates(BaseModel):
-    """Gates of the ``promote_model`` step (``promote_model.parameters.gates``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    min_auc: float = Field(0.9, ge=0, le=1, description="lowest test ROC-AUC to promote")
-    min_sensitivity: float = Field(
-        0.9, ge=0, le=1, description="lowest test sensitivity at the model's threshold"
-    )
-    max_auc_drop: float = Field(
-        0.01, ge=0, le=1, description="largest AUC loss against production on the same images"
-    )
-    max_sensitivity_drop: float = Field(
-        0.02,
-        ge=0,
-        le=1,
-        description="largest sensitivity loss against production on the same images",
-    )
-    min_external_auc: float | None = Field(
-        None, ge=0, le=1, description="lowest ROC-AUC on every external test set (off: null)"
-    )
-    min_external_sensitivity: float | None = Field(
-        None, ge=0, le=1, description="lowest sensitivity on every external test set (off: null)"
-    )
-    min_external_specificity: float | None = Field(
-        None, ge=0, le=1, description="lowest specificity on every external test set (off: null)"
-    )
 
 
 @dataclass

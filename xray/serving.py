@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from xray.constants import CLASS_NAMES
-from xray.guard import GUARD_MODES, InputGuard, Verdict
+from xray.guard import InputGuard, Verdict
 from xray.images import MAX_PIXELS, ImageError, decode_image
+from xray.settings import GUARD_MODES
 
 DISCLAIMER = (
     "Research demonstration, not a medical device: this output is not a diagnosis and "

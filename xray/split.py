@@ -191,7 +191,7 @@ def split_by_patient(
     if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(
             f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
-            f"and sum to less than 1 (settings split_dataset.val_fraction/test_fraction)."
+            f"and sum to less than 1 (settings split_dataset.config.val_fraction/test_fraction)."
         )
     origins = set(dataset.origins)
     official_test = use_official_test and "test" in origins
@@ -227,6 +227,6 @@ def split_by_patient(
             raise ValueError(
                 f"The {name} split has no {', '.join(missing)} image ({len(part)} images in "
                 f"all): the data set is too small for a patient-level split. Add images or "
-                f"change split_dataset.val_fraction/test_fraction."
+                f"change split_dataset.config.val_fraction/test_fraction."
             )
     return splits, info

@@ -11,79 +11,17 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from xray.checkpoints import CheckpointMirror, HistoryFile
 from xray.dataset import ImageDataset
 from xray.model import build_model, unfreeze_last_block
 from xray.preprocessing import make_dataset
+from xray.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
-
-
-class TrainConfig(BaseModel):
-    """Hyperparameters of :func:`train_classifier` (the ``train_model`` step's ``config``).
-
-    Unknown keys are errors, so a typo in a run config cannot be silently ignored.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    backbone: Literal["compact_cnn", "mobilenet_v2", "vgg16"] = Field(
-        "compact_cnn",
-        description="compact_cnn (from scratch, CPU-friendly), mobilenet_v2, or vgg16 "
-        "(the seed's backbone; default on GPU stacks).",
-    )
-    image_size: int = Field(224, ge=32, le=1024, description="Side length images are resized to.")
-    weights: Literal["imagenet"] | None = Field(
-        "imagenet",
-        description="imagenet: pretrained backbone weights when the Keras cache has them or "
-        "they can be downloaded (else random init, with a warning); none: random init.",
-    )
-    freeze_base: Literal["auto"] | bool = Field(
-        "auto", description="Freeze the backbone first: auto (when pretrained), true or false."
-    )
-    augment: bool = Field(True, description="Random rotation/shift/zoom/contrast in training.")
-    augment_acquisition: bool = Field(
-        True,
-        description="With augment: random gamma, exposure, contrast, blur/sharpening and "
-        "noise in training, so the model cannot key on one scanner's look.",
-    )
-    standardize_intensity: bool = Field(
-        True,
-        description="Standardise each image's intensities (mean and spread) inside the "
-        "model, in training and serving alike.",
-    )
-    batch_size: int = Field(32, ge=1, description="Images per batch.")
-    epochs: int = Field(10, ge=1, description="Epochs of the first phase (frozen or end to end).")
-    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate, first phase.")
-    fine_tune_epochs: int = Field(
-        0, ge=0, description="Epochs with the backbone's last block unfrozen (0 = skip)."
-    )
-    fine_tune_learning_rate: float = Field(1e-5, gt=0, description="Adam rate when fine-tuning.")
-    early_stopping_patience: int = Field(
-        3, ge=1, description="Epochs without val AUC gain before stopping (best weights kept)."
-    )
-    cache_frozen_features: bool = Field(
-        True, description="Train a frozen phase on backbone features computed once."
-    )
-    class_weights: bool = Field(True, description="Weight the loss by inverse class frequency.")
-    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout rate before the output layer.")
-    seed: int = Field(42, description="Seed for weights, shuffling and augmentation.")
-
-    @field_validator("weights", mode="before")
-    @classmethod
-    def _none_string(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.lower() in ("none", "null", ""):
-            return None
-        return value
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as plain values (for metadata and MLflow params)."""
-        return self.model_dump()
 
 
 @dataclass
@@ -230,17 +168,7 @@ def train_classifier(
         checkpoint.restore()
     weights = class_weights(train.labels) if config.class_weights else None
     with _strategy().scope():
-        built = build_model(
-            backbone=config.backbone,
-            image_size=config.image_size,
-            weights=config.weights,
-            freeze_base=config.freeze_base,
-            augment=config.augment,
-            dropout=config.dropout,
-            seed=config.seed,
-            augment_acquisition=config.augment_acquisition,
-            standardize_intensity=config.standardize_intensity,
-        )
+        built = build_model(config)
     model = built.model
     result = TrainResult(model=model, pretrained=built.pretrained)
     size, batch = config.image_size, config.batch_size

@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from xray.constants import CLASS_NAMES
 from xray.dataset import SkippedFile
 from xray.image_stats import DRIFT_COLUMNS
+from xray.settings import DriftGateConfig, QualityGateConfig
 
 MAX_LISTED = 50
 """Offenders listed per check in messages and reports (all are counted)."""
@@ -26,61 +26,6 @@ MAX_LISTED = 50
 
 class DataValidationError(RuntimeError):
     """A data gate in ``fail`` mode found problems; the message lists every failed check."""
-
-
-class QualityGateConfig(BaseModel):
-    """Thresholds of the data quality gate (``check_data_quality.config``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["fail", "warn"] = Field("fail", description="fail the run, or only warn")
-    max_unreadable_fraction: float = Field(
-        0.05, ge=0, le=1, description="largest share of found files that may be unreadable"
-    )
-    max_cross_split_duplicates: int = Field(
-        0, ge=0, description="identical images allowed in two splits (a leak)"
-    )
-    max_duplicate_fraction: float = Field(
-        0.01, ge=0, le=1, description="largest share of repeated images within one split"
-    )
-    min_class_fraction: float = Field(
-        0.1, ge=0, le=0.5, description="smallest share of either class in every split"
-    )
-    aspect_ratio_range: tuple[float, float] = Field(
-        (0.5, 2.0), description="width/height outside this range is a size outlier"
-    )
-    size_outlier_z: float = Field(
-        6.0,
-        gt=0,
-        description="robust z-score of log(pixel count) beyond which a size is an outlier",
-    )
-    max_size_outlier_fraction: float = Field(
-        0.02, ge=0, le=1, description="largest share of size outliers per split"
-    )
-    min_intensity_std: float = Field(
-        4.0, ge=0, description="an image whose pixel std is below this is near-constant"
-    )
-    max_near_constant: int = Field(0, ge=0, description="near-constant images allowed")
-
-
-class DriftGateConfig(BaseModel):
-    """Thresholds of the drift gate (``check_data_drift.config``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["fail", "warn"] = Field("fail", description="fail the run, or only warn")
-    max_drift_share: float = Field(
-        0.2, ge=0, le=1, description="largest share of drifted statistics per compared split"
-    )
-    columns: list[str] = Field(
-        default_factory=lambda: list(DRIFT_COLUMNS), description="statistics compared"
-    )
-    method: str | None = Field(
-        None, description="Evidently drift method for every column (None: Evidently's default)"
-    )
-    threshold: float | None = Field(
-        None, description="per-column drift threshold of that method (None: its default)"
-    )
 
 
 @dataclass

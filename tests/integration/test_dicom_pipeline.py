@@ -14,7 +14,14 @@ import yaml
 from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
-from synthetic import BIRTH_DATE, PATIENT_NAME, encode, encode_dicom, small_run_config
+from synthetic import (
+    BIRTH_DATE,
+    PATIENT_NAME,
+    encode,
+    encode_dicom,
+    set_settings,
+    small_run_config,
+)
 from synthetic import synthetic_pixels as pixels_of
 
 pytestmark = pytest.mark.integration
@@ -57,7 +64,7 @@ def runs(folders: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
     workdir = tmp_path_factory.mktemp("configs")
     train_config = small_run_config(workdir / "training.yaml", 48, 3)
     config = yaml.safe_load(train_config.read_text())
-    config["model"]["name"] = MODEL
+    config["model"] = {"name": MODEL}
     train_config.write_text(yaml.safe_dump(config))
     register_stack(load_stack_spec("local"))
     training = training_pipeline.with_options(config_path=str(train_config), enable_cache=False)(
@@ -66,8 +73,8 @@ def runs(folders: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -
     root = Path(__file__).resolve().parents[2]
     inference = yaml.safe_load((root / "configs" / "inference.yaml").read_text())
     inference["model"] = {"name": MODEL, "version": training.model_version.number}
-    inference["steps"]["check_inference_drift"]["parameters"]["min_images"] = 5
-    inference["steps"]["batch_predict"]["parameters"]["guard_mode"] = "flag"
+    set_settings(inference, "check_inference_drift", min_images=5)
+    set_settings(inference, "batch_predict", guard_mode="flag")
     (workdir / "inference.yaml").write_text(yaml.safe_dump(inference))
     scoring = inference_pipeline.with_options(
         config_path=str(workdir / "inference.yaml"), enable_cache=False

@@ -19,7 +19,7 @@ from zenml.client import Client
 from zenml.enums import ExecutionStatus, ModelStages
 
 from stacks.registry import load_stack_spec, register_stack
-from synthetic import encode, make_kaggle_tree, small_run_config, synthetic_pixels
+from synthetic import encode, make_kaggle_tree, set_settings, small_run_config, synthetic_pixels
 from xray.constants import (
     MODEL_ARTIFACT,
     MODEL_CARD_ARTIFACT,
@@ -39,23 +39,22 @@ SIZE = 48
 def _training_config(path: Path, weak: bool) -> Path:
     small_run_config(path, SIZE, 1 if weak else 5)
     config = yaml.safe_load(path.read_text())
-    config["model"]["name"] = MODEL
-    steps = config["steps"]
+    config["model"] = {"name": MODEL}
     if weak:  # barely trained: near chance
-        steps["train_model"]["parameters"]["config"].update(learning_rate=1e-7, augment=False)
+        set_settings(config, "train_model", learning_rate=1e-7, augment=False)
     else:  # the synthetic classes differ mostly in brightness, which per-image
         # standardisation and acquisition augmentation deliberately hide (X-ray exposure
         # is no diagnosis); 5 epochs at 48 px do not learn the blotches alone
-        steps["train_model"]["parameters"]["config"].update(
-            augment_acquisition=False, standardize_intensity=False
-        )
-    steps["evaluate_model"]["parameters"]["bootstrap_resamples"] = 200
-    steps["promote_model"]["parameters"]["gates"] = {
-        "min_auc": 0.0 if weak else 0.8,
-        "min_sensitivity": 0.0 if weak else 0.5,
-        "max_auc_drop": 0.02,
-        "max_sensitivity_drop": 0.1,
-    }
+        set_settings(config, "train_model", augment_acquisition=False, standardize_intensity=False)
+    set_settings(config, "evaluate_model", bootstrap_resamples=200)
+    set_settings(
+        config,
+        "promote_model",
+        min_auc=0.0 if weak else 0.8,
+        min_sensitivity=0.0 if weak else 0.5,
+        max_auc_drop=0.02,
+        max_sensitivity_drop=0.1,
+    )
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -63,16 +62,14 @@ def _training_config(path: Path, weak: bool) -> Path:
 def _inference_config(path: Path, model: str = MODEL) -> Path:
     root = Path(__file__).resolve().parents[2]
     config = yaml.safe_load((root / "configs" / "inference.yaml").read_text())
-    config["model"]["name"] = model
-    config["steps"]["check_inference_drift"]["parameters"]["min_images"] = 20
+    config["model"] = {"name": model, "version": "production"}
+    set_settings(config, "check_inference_drift", min_images=20)
     # A retrain uses the good config, with the split-drift gate only warning: with a few
     # dozen images, the mix of old and new images differs between splits by chance.
     retrain = yaml.safe_load((path.parent / "good.yaml").read_text())
-    retrain["steps"]["check_data_drift"]["parameters"]["config"]["mode"] = "warn"
+    set_settings(retrain, "check_data_drift", mode="warn")
     (path.parent / "retrain.yaml").write_text(yaml.safe_dump(retrain))
-    config["steps"]["handle_drift"]["parameters"]["training_config"] = str(
-        path.parent / "retrain.yaml"
-    )
+    set_settings(config, "handle_drift", training_config=str(path.parent / "retrain.yaml"))
     path.write_text(yaml.safe_dump(config))
     return path
 

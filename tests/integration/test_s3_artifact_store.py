@@ -58,7 +58,7 @@ def test_artifacts_round_trip_through_s3(tmp_path: Path, s3_endpoint: str) -> No
     # Its own model: a production version whose artifacts live on this emulator (gone
     # after the test) must not be what other tests' promotion compares with.
     settings = yaml.safe_load(config.read_text())
-    settings["model"]["name"] = "s3_test_model"
+    settings["model"] = {"name": "s3_test_model"}
     config.write_text(yaml.safe_dump(settings))
     try:
         run = training_pipeline.with_options(config_path=str(config), enable_cache=False)(

@@ -26,7 +26,7 @@ THRESHOLD = 0.37
 
 @pytest.fixture(scope="module")
 def model_and_tag() -> tuple:
-    model = build_model("compact_cnn", image_size=SIZE, weights=None, seed=3).model
+    model = build_model(backbone="compact_cnn", image_size=SIZE, weights=None, seed=3).model
     tag = save_to_model_store(
         KerasModelFile.from_model(model),
         metadata={
@@ -190,7 +190,9 @@ def test_built_bento_runs_a_calibrated_model_without_the_project(tmp_path: Path)
 
     from xray.serving import decode_upload
 
-    model = with_temperature(build_model("compact_cnn", SIZE, weights=None, seed=5).model, 0.66)
+    model = with_temperature(
+        build_model(backbone="compact_cnn", image_size=SIZE, weights=None, seed=5).model, 0.66
+    )
     tag = save_to_model_store(
         KerasModelFile.from_model(model),
         metadata={"threshold": 0.5, "image_size": SIZE, "class_names": ["NORMAL", "PNEUMONIA"]},

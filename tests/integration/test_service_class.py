@@ -20,7 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
-    model = build_model("compact_cnn", image_size=40, weights=None, seed=5).model
+    model = build_model(backbone="compact_cnn", image_size=40, weights=None, seed=5).model
     tag = save_to_model_store(
         KerasModelFile.from_model(model),
         {"threshold": 0.5, "image_size": 40},

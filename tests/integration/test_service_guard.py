@@ -35,7 +35,7 @@ def server() -> Iterator[str]:
     import keras
 
     keras.utils.set_random_seed(3)  # the weights, whatever other tests drew before
-    model = build_model("compact_cnn", image_size=SIZE, weights=None, seed=3).model
+    model = build_model(backbone="compact_cnn", image_size=SIZE, weights=None, seed=3).model
 
     def prepared(files: list[bytes]) -> list[np.ndarray]:
         return [np.stack([prepare_image(f, SIZE).numpy() for f in files])]

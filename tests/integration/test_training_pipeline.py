@@ -11,7 +11,7 @@ from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
-from synthetic import encode, make_kaggle_tree, small_run_config, synthetic_pixels
+from synthetic import encode, make_kaggle_tree, set_settings, small_run_config, synthetic_pixels
 from xray.constants import DATASET_ARTIFACT, MODEL_NAME
 
 pytestmark = pytest.mark.integration
@@ -198,7 +198,7 @@ def test_external_sets_are_scored_never_used_and_reported(
     import yaml
 
     config = yaml.safe_load(small_config.read_text())
-    config["steps"]["promote_model"]["parameters"]["gates"]["min_external_auc"] = 0.5
+    set_settings(config, "promote_model", min_external_auc=0.5)
     gated = tmp_path / "training.yaml"
     gated.write_text(yaml.safe_dump(config))
     from pipelines.training import training_pipeline

@@ -92,7 +92,7 @@ def test_log_loss_matches_sklearn_and_checks_inputs() -> None:
 
 @pytest.fixture(scope="module")
 def scaled_model() -> tuple[Any, Any]:
-    model = build_model("compact_cnn", image_size=64, weights=None).model
+    model = build_model(backbone="compact_cnn", image_size=64, weights=None).model
     model.get_layer("prediction").bias.assign([2.0])  # away from 0.5, where T shows
     return model, with_temperature(model, 2.0)
 

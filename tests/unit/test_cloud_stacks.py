@@ -102,11 +102,11 @@ def test_overlay_is_merged_into_the_run_config(tmp_path: Path) -> None:
     spec = load_stack_spec(
         "sagemaker", env={**_values("sagemaker"), "XRAY_SAGEMAKER_GPU_INSTANCE": "ml.g5.xlarge"}
     )
-    merged = yaml.safe_load(
-        merge_run_config(PROJECT_ROOT / "configs" / "training.yaml", spec, tmp_path).read_text()
-    )
+    run_config = tmp_path / "mine.yaml"
+    run_config.write_text("steps:\n  train_model:\n    parameters: {config: {backbone: vgg16}}\n")
+    merged = yaml.safe_load(merge_run_config(run_config, spec, tmp_path / "out").read_text())
     train = merged["steps"]["train_model"]
-    assert train["parameters"]["config"]["backbone"]  # the run config is intact
+    assert train["parameters"]["config"] == {"backbone": "vgg16"}  # the run config is intact
     assert train["settings"]["orchestrator"]["instance_type"] == "ml.g5.xlarge"
     assert merged["settings"]["docker"]["parent_image"].startswith("zenmldocker/zenml:")
     local = load_stack_spec("local")

@@ -21,7 +21,9 @@ def data() -> tuple[list[bytes], np.ndarray, list[str]]:
 
 def test_gradcam_examples_is_a_png_grid(data: tuple[list[bytes], np.ndarray, list[str]]) -> None:
     images, labels, paths = data
-    model = with_temperature(build_model("compact_cnn", image_size=64, weights=None).model, 1.5)
+    model = with_temperature(
+        build_model(backbone="compact_cnn", image_size=64, weights=None).model, 1.5
+    )
     png = gradcam_examples(model, images, labels, paths, per_class=3)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) < 1_500_000
     width, height = Image.open(io.BytesIO(png)).size
@@ -34,7 +36,7 @@ def test_gradcam_examples_is_a_png_grid(data: tuple[list[bytes], np.ndarray, lis
 
 def test_gradcam_examples_checks_inputs(data: tuple[list[bytes], np.ndarray, list[str]]) -> None:
     images, labels, paths = data
-    model = build_model("compact_cnn", image_size=32, weights=None).model
+    model = build_model(backbone="compact_cnn", image_size=32, weights=None).model
     with pytest.raises(ValueError, match="one label and path per image"):
         gradcam_examples(model, images, labels[:3], paths)
     with pytest.raises(ValueError, match="per_class"):

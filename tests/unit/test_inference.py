@@ -22,7 +22,9 @@ IMAGE_SIZE = 32
 
 @pytest.fixture(scope="module")
 def model() -> Any:
-    return build_model("compact_cnn", image_size=IMAGE_SIZE, weights=None, augment=False).model
+    return build_model(
+        backbone="compact_cnn", image_size=IMAGE_SIZE, weights=None, augment=False
+    ).model
 
 
 def _write(path: Path, label: int = 0, size: int = 40, seed: int = 0) -> Path:

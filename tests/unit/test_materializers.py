@@ -35,7 +35,7 @@ def test_image_dataset_roundtrip_with_metadata(kaggle_tree: Path, artifact_uri: 
 
 
 def test_keras_model_roundtrip(artifact_uri: str) -> None:
-    model = build_model("compact_cnn", image_size=32, weights=None).model
+    model = build_model(backbone="compact_cnn", image_size=32, weights=None).model
     m = KerasModelMaterializer(artifact_uri)
     m.save(KerasModelFile.from_model(model))
     assert sorted(os.listdir(artifact_uri)) == ["model.json", "model.keras"]

@@ -8,7 +8,7 @@ from xray.model import build_model, load_model, model_image_size, pixel_scaling,
 
 
 def test_compact_cnn_takes_raw_uint8_of_any_size() -> None:
-    built = build_model("compact_cnn", image_size=48, weights=None)
+    built = build_model(backbone="compact_cnn", image_size=48, weights=None)
     assert built.pretrained is False and built.base_frozen is False
     for shape in [(2, 48, 48, 3), (1, 100, 70, 3)]:
         out = built.model.predict(
@@ -26,14 +26,16 @@ def test_imagenet_weights_unavailable_falls_back_with_warning(
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
-    built = build_model("mobilenet_v2", image_size=64, weights="imagenet")
+    built = build_model(backbone="mobilenet_v2", image_size=64, weights="imagenet")
     assert built.pretrained is False
     assert built.base_frozen is False  # auto: a random backbone is trained, not frozen
     assert "RANDOM" in caplog.text and "mobilenet_v2" in caplog.text
 
 
 def test_freeze_and_unfreeze_last_block() -> None:
-    built = build_model("vgg16", image_size=32, weights=None, freeze_base=True, augment=False)
+    built = build_model(
+        backbone="vgg16", image_size=32, weights=None, freeze_base=True, augment=False
+    )
     assert built.base_frozen and not built.base.trainable
     count = unfreeze_last_block(built.base, "vgg16")
     trainable = [layer.name for layer in built.base.layers if layer.trainable and layer.weights]
@@ -52,7 +54,7 @@ def test_pixel_scaling_matches_keras_preprocess_input(backbone: str) -> None:
 
 
 def test_keras_file_roundtrip(tmp_path: Path) -> None:
-    built = build_model("compact_cnn", image_size=40, weights=None)
+    built = build_model(backbone="compact_cnn", image_size=40, weights=None)
     x = np.random.default_rng(2).integers(0, 255, (3, 40, 40, 3), dtype=np.uint8)
     path = tmp_path / "m.keras"
     built.model.save(path)
@@ -63,5 +65,5 @@ def test_keras_file_roundtrip(tmp_path: Path) -> None:
 
 
 def test_unknown_backbone() -> None:
-    with pytest.raises(ValueError, match="Unknown backbone 'resnet'"):
-        build_model("resnet")
+    with pytest.raises(ValueError, match="backbone"):
+        build_model(backbone="resnet")

@@ -6,72 +6,68 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xray.promotion import PromotionGates
-from xray.training import TrainConfig
-from xray.validation import DriftGateConfig, QualityGateConfig
+from xray.settings import PIPELINE_STEPS, STEP_SETTINGS, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 
 
-def _config_keys(pipeline: str = "training") -> dict[str, object]:
-    config = yaml.safe_load((ROOT / "configs" / f"{pipeline}.yaml").read_text())
-    keys: dict[str, object] = {f"model.{k}": v for k, v in config["model"].items()}
-    keys = {k: v for k, v in keys.items() if k in ("model.name", "model.version")}
-    for step, body in config["steps"].items():
-        for name, value in body["parameters"].items():
-            if isinstance(value, dict):
-                keys.update({f"{step}.{name}.{k}": v for k, v in value.items()})
-            else:
-                keys[f"{step}.{name}"] = value
-    return keys
+def _run_config(pipeline: str) -> dict:
+    return yaml.safe_load((ROOT / "configs" / f"{pipeline}.yaml").read_text()) or {}
 
 
 @pytest.mark.parametrize("pipeline", ["training", "inference"])
-def test_every_config_key_is_documented_with_its_value(pipeline: str) -> None:
-    rows = dict(re.findall(r"^\| `([\w.]+)` \| `([^`]*)` \|", README, flags=re.MULTILINE))
-    for key, value in _config_keys(pipeline).items():
-        assert key in rows, f"README configuration table lacks {key}"
-        shown = rows[key]
-        expected = (
-            "null"
-            if value is None
-            else str(value).lower()
-            if isinstance(value, bool)
-            else str(value)
-        )
-        number = _number(shown)
-        assert shown == expected or (number is not None and number == _number(value)), (
-            key,
-            shown,
-            value,
-        )
+def test_readme_configuration_table_is_generated_from_the_settings(pipeline: str) -> None:
+    table = settings_table(pipeline, _run_config(pipeline))
+    shown = re.search(
+        rf"<!-- settings:{pipeline} -->\n(.*?)\n<!-- /settings -->", README, flags=re.DOTALL
+    )
+    assert shown, f"README lacks the generated {pipeline} table (python -m xray.settings)"
+    assert shown.group(1).strip() == table, (
+        f"README's {pipeline} configuration table is out of date: paste the output of "
+        "python -m xray.settings"
+    )
 
 
-def _number(value: object) -> float | None:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
+@pytest.mark.parametrize("pipeline", ["training", "inference"])
+def test_shipped_run_configs_hold_only_deliberate_valid_choices(pipeline: str) -> None:
+    """Every value a run config sets is a valid setting and differs from its default
+    (a value equal to the default would be a second place for it)."""
+    config = _run_config(pipeline)
+    for step, body in (config.get("steps") or {}).items():
+        assert step in PIPELINE_STEPS[pipeline], f"{pipeline}.yaml configures unknown {step}"
+        parameters = (body or {}).get("parameters") or {}
+        assert set(parameters) <= {"config"}, f"{step}: settings go under parameters.config"
+        model = STEP_SETTINGS[step]
+        values = model.model_validate(parameters.get("config") or {})
+        for name in parameters.get("config") or {}:
+            default = model.model_fields[name].get_default(call_default_factory=True)
+            assert getattr(values, name) != default, f"{step}.config.{name} repeats its default"
 
 
-def test_every_train_setting_is_in_the_shipped_config() -> None:
-    keys = {k.rsplit(".", 1)[-1] for k in _config_keys() if k.startswith("train_model.config.")}
-    assert keys == set(TrainConfig.model_fields)
+def test_every_configurable_step_takes_its_settings_model_as_config() -> None:
+    """One parameter convention: a step's settings are its ``config`` (the model from
+    xray.settings); other parameters are wired inputs without defaults."""
+    import importlib
+    import inspect
+    import pkgutil
+    import typing
 
+    import steps
 
-def test_every_step_setting_is_documented() -> None:
-    documented = set(re.findall(r"^\| `([\w.]+)` \|", README, flags=re.MULTILINE))
-    for step, model in (
-        ("train_model", TrainConfig),
-        ("check_data_quality", QualityGateConfig),
-        ("check_data_drift", DriftGateConfig),
-    ):
-        for field in model.model_fields:
-            assert f"{step}.config.{field}" in documented, f"{step}.config.{field} not in README"
-    for step, model in (("promote_model", PromotionGates),):
-        for field in model.model_fields:
-            assert f"{step}.gates.{field}" in documented, f"{step}.gates.{field} not in README"
+    seen = set()
+    for module in pkgutil.iter_modules(steps.__path__):
+        step = getattr(importlib.import_module(f"steps.{module.name}"), module.name, None)
+        if step is None:
+            continue
+        for name, parameter in inspect.signature(step.entrypoint).parameters.items():
+            key = f"{module.name}.{name}"
+            if name == "config":
+                assert typing.get_args(parameter.annotation)[0] is STEP_SETTINGS[module.name]
+                seen.add(module.name)
+            elif parameter.default is not inspect.Parameter.empty:
+                assert key in WIRED, f"{key} has a default outside its settings model"
+    assert seen == set(STEP_SETTINGS)
 
 
 def test_quickstart_commands_exist() -> None:
@@ -93,25 +89,3 @@ WIRED = {
     "promote_model.external_metrics",
     "register_model.external_metrics",
 }
-
-
-def test_every_step_parameter_with_a_default_is_documented() -> None:
-    import importlib
-    import inspect
-    import pkgutil
-
-    import steps
-
-    documented = set(re.findall(r"^\| `([\w.]+)` \|", README, flags=re.MULTILINE))
-    missing = []
-    for module in pkgutil.iter_modules(steps.__path__):
-        step = getattr(importlib.import_module(f"steps.{module.name}"), module.name, None)
-        if step is None:
-            continue
-        for name, parameter in inspect.signature(step.entrypoint).parameters.items():
-            key = f"{module.name}.{name}"
-            if parameter.default is inspect.Parameter.empty or key in WIRED:
-                continue
-            if key not in documented and not any(d.startswith(key + ".") for d in documented):
-                missing.append(key)
-    assert not missing, f"step settings missing from the README's configuration tables: {missing}"

@@ -64,7 +64,7 @@ def test_answer_applies_the_evaluation_threshold() -> None:
 
 
 def test_gradcam_matches_the_prediction_and_renders() -> None:
-    model = build_model("compact_cnn", image_size=64, weights=None).model
+    model = build_model(backbone="compact_cnn", image_size=64, weights=None).model
     image = decode_upload(GOOD, 64)
     heatmap, probability = gradcam(model, image)
     assert heatmap.ndim == 2 and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
