@@ -59,10 +59,11 @@ out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
 run = Client().list_pipeline_runs(pipeline_name="training", sort_by="desc:created", size=1).items[0]
 (out / "model.keras").write_bytes(version.get_artifact("keras_model").load().data)
-split = run.steps["split_dataset"].config.parameters
+from xray.settings import SplitSettings
+split = SplitSettings.model_validate(run.steps["split_dataset"].config.parameters.get("config") or {})
 (out / "model.json").write_text(json.dumps({
     "threshold": float(version.get_artifact("decision_threshold").load()),
-    "split": {k: split[k] for k in ("val_fraction", "test_fraction", "seed") if k in split},
+    "split": split.model_dump(include={"val_fraction", "test_fraction", "seed"}),
     "metrics": version.run_metadata["metrics"],
 }, indent=2, default=str))
 """
@@ -94,8 +95,11 @@ def main() -> None:
         }
         config = args.config
         if args.train:
-            settings = yaml.safe_load(config.read_text())
-            train = settings["steps"]["train_model"]["parameters"]["config"]
+            settings = yaml.safe_load(config.read_text()) or {}
+            steps = settings.get("steps") or {}
+            settings["steps"] = steps
+            body = steps.setdefault("train_model", {}).setdefault("parameters", {})
+            train = body.setdefault("config", {})
             for item in args.train:
                 key, _, value = item.partition("=")
                 train[key] = yaml.safe_load(value)

@@ -4,9 +4,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
+
+from xray.records import DriftResult, InferenceSummary
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -24,9 +25,9 @@ def _write_atomic(path: Path, text: str) -> None:
 def write_inference_outputs(
     out_dir: Path,
     predictions: pd.DataFrame,
-    drift: dict[str, Any],
+    drift: DriftResult,
     report_html: str,
-    summary: dict[str, Any],
+    summary: InferenceSummary,
 ) -> dict[str, Path]:
     """Writes the outputs of a batch inference run into ``out_dir``.
 
@@ -50,19 +51,12 @@ def write_inference_outputs(
     _write_atomic(paths["predictions"], predictions.to_csv(index=False))
     _write_atomic(paths["report"], report_html)
     drift_json = {
-        "drift_detected": bool(drift["drift_detected"]),
-        "share_drifted": float(drift["share_drifted"]),
-        "drifted_features": list(drift["drifted_features"]),
+        **drift.model_dump(mode="json", exclude_none=True),
         "report": str(paths["report"].resolve()),
-        "refused_images": int(summary.get("refused", 0)),
-        **{
-            k: v
-            for k, v in drift.items()
-            if k not in ("drift_detected", "share_drifted", "drifted_features")
-        },
+        "refused_images": summary.refused,
     }
     _write_atomic(paths["drift"], json.dumps(drift_json, indent=2, default=str))
-    _write_atomic(paths["summary"], json.dumps(summary, indent=2, default=str))
-    skipped = pd.DataFrame(summary.get("skipped", []), columns=["file", "reason"])
+    _write_atomic(paths["summary"], json.dumps(summary.model_dump(mode="json"), indent=2))
+    skipped = pd.DataFrame(summary.skipped, columns=["file", "reason"])
     _write_atomic(paths["skipped"], skipped.to_csv(index=False))
     return paths

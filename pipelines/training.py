@@ -1,5 +1,6 @@
 """The training pipeline: load -> split -> validate -> train -> calibrate -> evaluate ->
-fit the input guard -> analyze errors -> model card -> package -> register -> promote."""
+fit the input guard -> analyze errors -> release record -> model card -> package ->
+register -> promote."""
 
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from steps.evaluate_model import evaluate_model
 from steps.fit_input_guard import fit_input_guard
 from steps.load_dataset import load_dataset
 from steps.load_external_sets import load_external_sets
+from steps.make_release_record import make_release_record
 from steps.package_model import package_model
 from steps.promote_model import promote_model
 from steps.register_model import register_model
@@ -81,9 +83,11 @@ def training_pipeline(
     _quality_report, quality = check_data_quality(dataset, statistics)
     _drift_report, drift = check_data_drift(statistics)
     validation = validation_gate(quality, drift)
-    trained, _history, facts, _curves = train_model(train_set, val_set, after="validation_gate")
-    model, temperature = calibrate_model(trained, val_set)
-    metrics, threshold, _plots, uncertainty, _calibration = evaluate_model(model, val_set, test_set)
+    trained, _history, training_report, _curves = train_model(
+        train_set, val_set, after="validation_gate"
+    )
+    model, calibration = calibrate_model(trained, val_set)
+    evaluation, threshold, _plots, _calibration_plot = evaluate_model(model, val_set, test_set)
     guard = fit_input_guard(model, train_set, val_set)
     _errors, _gradcam, error_analysis = analyze_errors(model, test_set, threshold)
     external = None
@@ -100,26 +104,20 @@ def training_pipeline(
             test_set,
             statistics,
         )
-    sources = [data_dir, *extra]
-    card, _card_html = create_model_card(
+    release = make_release_record(
         statistics,
         fingerprint,
-        facts,
-        metrics,
-        threshold,
-        uncertainty,
-        validation,
-        sources,
+        [data_dir, *extra],
         split_summary,
-        temperature,
+        training_report,
+        evaluation,
+        validation,
+        calibration,
         error_analysis,
         external,
     )
-    bentoml_model = package_model(model, metrics, threshold, fingerprint, guard)
+    card, _card_html = create_model_card(release)
+    bentoml_model = package_model(model, release, guard)
     bento, _archive = build_bento(bentoml_model, card)
-    register_model(
-        metrics, threshold, fingerprint, facts, validation, bentoml_model, bento, sources, external
-    )
-    promote_model(
-        model, test_set, metrics, threshold, external_metrics=external, after="register_model"
-    )
+    registered = register_model(release, bentoml_model, bento)
+    promote_model(model, test_set, registered)

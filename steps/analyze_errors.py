@@ -1,18 +1,23 @@
 """Step: what the model gets wrong and what it looks at, on the test split."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 from zenml import log_metadata, step
 
 from materializers import PngFigureMaterializer
-from xray.constants import ERROR_EXAMPLES_ARTIFACT, GRADCAM_EXAMPLES_ARTIFACT
+from xray.constants import (
+    ERROR_ANALYSIS_ARTIFACT,
+    ERROR_EXAMPLES_ARTIFACT,
+    GRADCAM_EXAMPLES_ARTIFACT,
+)
 from xray.dataset import ImageDataset
 from xray.error_analysis import confident_errors, error_grid, subtype_results
 from xray.gradcam import gradcam_examples
 from xray.model import KerasModelFile
 from xray.plots import PngFigure
+from xray.records import ErrorAnalysis
 from xray.settings import ErrorAnalysisSettings
 from xray.tracking import log_png
 from xray.training import predict_probabilities
@@ -35,7 +40,7 @@ def analyze_errors(
 ) -> tuple[
     Annotated[PngFigure, ERROR_EXAMPLES_ARTIFACT],
     Annotated[PngFigure, GRADCAM_EXAMPLES_ARTIFACT],
-    Annotated[dict[str, Any], "error_analysis"],
+    Annotated[ErrorAnalysis, ERROR_ANALYSIS_ARTIFACT],
 ]:
     """The most confident false positives and false negatives as an image grid, Grad-CAM
     overlays of a few test images per class (the service's ``/explain`` code), and
@@ -88,4 +93,4 @@ def analyze_errors(
     log_png(cams.png, "plots/gradcam_examples.png")
     mlflow.log_dict(subtypes, "evaluation/subtypes.json")
     shown = len(errors["false_positives"]) + len(errors["false_negatives"])
-    return grid, cams, {"subtypes": subtypes, "shown_errors": shown}
+    return grid, cams, ErrorAnalysis(subtypes=subtypes, shown_errors=shown)

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
@@ -18,6 +18,7 @@ from xray.inference import find_inputs, labelled_metrics, score_images
 from xray.metrics import finite
 from xray.model import KerasModelFile
 from xray.paths import resolve_location
+from xray.records import InferenceSummary
 from xray.settings import BatchPredictSettings
 
 logger = logging.getLogger(__name__)
@@ -28,13 +29,13 @@ logger = logging.getLogger(__name__)
 def batch_predict(
     model: KerasModelFile,
     threshold: float,
-    guard: dict[str, Any] | None,
+    guard: InputGuard | None,
     data_dir: str,
     config: BatchPredictSettings | None = None,
 ) -> tuple[
     Annotated[pd.DataFrame, PREDICTIONS_ARTIFACT],
     Annotated[pd.DataFrame, INFERENCE_STATISTICS_ARTIFACT],
-    Annotated[dict[str, Any], INFERENCE_METRICS_ARTIFACT],
+    Annotated[InferenceSummary, INFERENCE_METRICS_ARTIFACT],
 ]:
     """Predicts P(PNEUMONIA) for every image under ``data_dir`` (a folder of any layout,
     or one image), with the serving preprocessing and the model's evaluation threshold.
@@ -69,8 +70,7 @@ def batch_predict(
     def progress(done: int, total: int) -> None:
         logger.info("Scored %d/%d images", done, total)
 
-    input_guard = InputGuard.from_dict(guard) if guard else None
-    if input_guard is None and guard_mode != "off":
+    if guard is None and guard_mode != "off":
         logger.warning("The model has no input guard: every image is scored")
     result = score_images(
         keras_model,
@@ -79,37 +79,37 @@ def batch_predict(
         threshold,
         batch_size=config.batch_size,
         progress=progress,
-        guard=input_guard,
+        guard=guard,
         guard_mode=guard_mode,
     )
     seconds = time.perf_counter() - start
     skipped = [*skipped, *result.skipped]
     metrics = labelled_metrics(result.predictions, threshold)
     refused = result.predictions[~result.predictions["accepted"].astype(bool)]
-    summary: dict[str, Any] = {
-        "source": data_dir,
-        "layout": layout,
-        "images": len(result.predictions),
-        "predicted": result.predictions.loc[result.predictions["label"] != "", "label"]
+    summary = InferenceSummary(
+        source=data_dir,
+        layout=layout,
+        images=len(result.predictions),
+        predicted=result.predictions.loc[result.predictions["label"] != "", "label"]
         .value_counts()
         .to_dict(),
-        "guard_mode": guard_mode if input_guard is not None else "none",
-        "refused": len(refused),
-        "refused_files": [
+        guard_mode=guard_mode if guard is not None else "none",
+        refused=len(refused),
+        refused_files=[
             {"file": row.file, "reason": row.guard_reason} for row in refused.itertuples()
         ],
-        "threshold": float(threshold),
-        "images_per_second": round(len(result.predictions) / seconds, 1) if seconds else None,
-        "skipped": [{"file": s.path, "reason": s.reason} for s in skipped],
-        "metrics": metrics,
-    }
+        threshold=float(threshold),
+        images_per_second=round(len(result.predictions) / seconds, 1) if seconds else None,
+        skipped=[{"file": s.path, "reason": s.reason} for s in skipped],
+        metrics=metrics,
+    )
     log_metadata(
         metadata={
-            "images": summary["images"],
+            "images": summary.images,
             "skipped_count": len(skipped),
             "refused_count": len(refused),
-            "predicted": summary["predicted"],
-            "images_per_second": summary["images_per_second"],
+            "predicted": summary.predicted,
+            "images_per_second": summary.images_per_second,
             **({"metrics": finite(metrics)} if metrics else {}),
         }
     )

@@ -1,7 +1,7 @@
 """Step: temperature scaling fitted on validation, built into the served model."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 from zenml import ArtifactConfig, log_metadata, step
@@ -12,6 +12,7 @@ from xray.calibration import calibrate
 from xray.constants import MODEL_ARTIFACT, TEMPERATURE_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile, with_temperature
+from xray.records import CalibrationFit
 from xray.settings import CalibrationSettings
 from xray.training import predict_probabilities
 
@@ -27,7 +28,7 @@ def calibrate_model(
     Annotated[
         KerasModelFile, ArtifactConfig(name=MODEL_ARTIFACT, artifact_type=ArtifactType.MODEL)
     ],
-    Annotated[dict[str, Any], TEMPERATURE_ARTIFACT],
+    Annotated[CalibrationFit, TEMPERATURE_ARTIFACT],
 ]:
     """Fits a temperature T on the validation split (minimum log loss) and, when it helps,
     appends ``p -> sigmoid(logit(p) / T)`` to the model as a layer, so that evaluation,
@@ -45,18 +46,18 @@ def calibrate_model(
     config = config or CalibrationSettings()
     keras_model = trained_model.load()
     p_val = predict_probabilities(keras_model, val_set.images, trained_model.image_size)
-    fit = calibrate(val_set.labels, p_val, min_improvement=config.min_improvement)
+    fit = CalibrationFit(**calibrate(val_set.labels, p_val, min_improvement=config.min_improvement))
     logger.info(
         "Temperature %.3f %s (validation log loss %.4f -> %.4f, ECE %.4f -> %.4f)",
-        fit["temperature"],
-        "applied" if fit["applied"] else "not applied: it does not help enough",
-        fit["val_nll_before"],
-        fit["val_nll_after"],
-        fit["val_ece_before"],
-        fit["val_ece_after"],
+        fit.temperature,
+        "applied" if fit.applied else "not applied: it does not help enough",
+        fit.val_nll_before,
+        fit.val_nll_after,
+        fit.val_ece_before,
+        fit.val_ece_after,
     )
-    log_metadata(metadata=fit)
-    mlflow.log_params({"temperature": round(fit["temperature"], 4), "calibrated": fit["applied"]})
-    if not fit["applied"]:
+    log_metadata(metadata=fit.model_dump(mode="json"))
+    mlflow.log_params({"temperature": round(fit.temperature, 4), "calibrated": fit.applied})
+    if not fit.applied:
         return trained_model, fit
-    return KerasModelFile.from_model(with_temperature(keras_model, fit["temperature"])), fit
+    return KerasModelFile.from_model(with_temperature(keras_model, fit.temperature)), fit

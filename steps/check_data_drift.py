@@ -1,7 +1,7 @@
 """Step: drift report between the training split and the other splits."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 import pandas as pd
@@ -9,6 +9,7 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from xray.constants import DRIFT_REPORT_ARTIFACT, DRIFT_VERDICT_ARTIFACT
+from xray.records import GateVerdict
 from xray.validation import DriftGateConfig, drift_report
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def check_data_drift(
     config: DriftGateConfig | None = None,
 ) -> tuple[
     Annotated[HTMLString, DRIFT_REPORT_ARTIFACT],
-    Annotated[dict[str, Any], DRIFT_VERDICT_ARTIFACT],
+    Annotated[GateVerdict, DRIFT_VERDICT_ARTIFACT],
 ]:
     """Compares the image statistics of val and test with train (Evidently DataDriftPreset).
 
@@ -35,17 +36,17 @@ def check_data_drift(
     """
     config = config or DriftGateConfig()
     verdict, report = drift_report(image_statistics, config)
-    result = verdict.to_dict()
+    result = GateVerdict.model_validate(verdict.to_dict())
     (logger.info if verdict.passed else logger.warning)(verdict.message())
     log_metadata(
         metadata={
             "passed": verdict.passed,
             "mode": config.mode,
-            "failed_checks": result["failed_checks"],
+            "failed_checks": result.failed_checks,
             "drift_share": verdict.details["drift_share"],
             "drifted_columns": verdict.details["drifted_columns"],
         }
     )
     mlflow.log_text(report, "validation/data_drift.html")
-    mlflow.log_dict(result, "validation/data_drift.json")
+    mlflow.log_dict(result.model_dump(mode="json"), "validation/data_drift.json")
     return HTMLString(report), result

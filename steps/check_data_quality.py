@@ -1,7 +1,7 @@
 """Step: data quality report (Evidently + our checks) and its verdict."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import mlflow
 import pandas as pd
@@ -10,6 +10,7 @@ from zenml.types import HTMLString
 
 from xray.constants import QUALITY_REPORT_ARTIFACT, QUALITY_VERDICT_ARTIFACT
 from xray.dataset import ImageDataset
+from xray.records import GateVerdict
 from xray.validation import QualityGateConfig, quality_report
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def check_data_quality(
     config: QualityGateConfig | None = None,
 ) -> tuple[
     Annotated[HTMLString, QUALITY_REPORT_ARTIFACT],
-    Annotated[dict[str, Any], QUALITY_VERDICT_ARTIFACT],
+    Annotated[GateVerdict, QUALITY_VERDICT_ARTIFACT],
 ]:
     """Checks unreadable files, duplicates, patient leakage, class balance, size
     outliers and near-constant images; the ``validation_gate`` step acts on the verdict.
@@ -37,16 +38,16 @@ def check_data_quality(
     """
     config = config or QualityGateConfig()
     verdict, report = quality_report(image_statistics, dataset.skipped, config)
-    result = verdict.to_dict()
+    result = GateVerdict.model_validate(verdict.to_dict())
     (logger.info if verdict.passed else logger.warning)(verdict.message())
     log_metadata(
         metadata={
             "passed": verdict.passed,
             "mode": config.mode,
-            "failed_checks": result["failed_checks"],
+            "failed_checks": result.failed_checks,
             "checks": {c.name: c.summary for c in verdict.checks},
         }
     )
     mlflow.log_text(report, "validation/data_quality.html")
-    mlflow.log_dict(result, "validation/data_quality.json")
+    mlflow.log_dict(result.model_dump(mode="json"), "validation/data_quality.json")
     return HTMLString(report), result

@@ -1,13 +1,14 @@
 """Step: drift of new images against the production model's training images."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from xray.constants import INFERENCE_DRIFT_ARTIFACT, INFERENCE_DRIFT_REPORT_ARTIFACT
+from xray.records import DriftResult
 from xray.settings import InferenceDriftSettings
 from xray.validation import drift_report
 
@@ -21,7 +22,7 @@ def check_inference_drift(
     config: InferenceDriftSettings | None = None,
 ) -> tuple[
     Annotated[HTMLString, INFERENCE_DRIFT_REPORT_ARTIFACT],
-    Annotated[dict[str, Any], INFERENCE_DRIFT_ARTIFACT],
+    Annotated[DriftResult, INFERENCE_DRIFT_ARTIFACT],
 ]:
     """Compares the statistics of the new images with the model's training split
     (Evidently, the same statistics and test as the training pipeline's drift check).
@@ -42,35 +43,39 @@ def check_inference_drift(
     config = config or InferenceDriftSettings()
     min_images = config.min_images
     train = reference[reference["split"] == "train"]
-    result: dict[str, Any] = {
-        "drift_detected": False,
-        "share_drifted": 0.0,
-        "drifted_features": [],
-        "images": len(statistics),
-        "reference_images": len(train),
-        "max_drift_share": config.max_drift_share,
-        "tested": len(statistics) >= min_images,
-    }
-    if not result["tested"]:
+    result = DriftResult(
+        drift_detected=False,
+        share_drifted=0.0,
+        drifted_features=[],
+        images=len(statistics),
+        reference_images=len(train),
+        max_drift_share=config.max_drift_share,
+        tested=len(statistics) >= min_images,
+    )
+    if not result.tested:
         note = (
             f"Not tested: {len(statistics)} image(s), at least {min_images} are needed "
             "(check_inference_drift.config.min_images)."
         )
         logger.warning(note)
-        result["note"] = note
-        log_metadata(metadata=result)
+        result.note = note
+        log_metadata(metadata=result.model_dump(mode="json", exclude_none=True))
         return HTMLString(f"<html><body><p>{note}</p></body></html>"), result
     verdict, report = drift_report(
         statistics, config.gate(), reference=train.assign(split="reference"), current=("new",)
     )
     details = verdict.details["splits"]["new"]
-    result.update(
-        drift_detected=not verdict.passed,
-        share_drifted=float(details["share"]),
-        drifted_features=list(details["drifted_columns"]),
-        scores={c: r["score"] for c, r in details["columns"].items()},
-        method={c: r["method"] for c, r in details["columns"].items()},
+    result = result.model_copy(
+        update={
+            "drift_detected": not verdict.passed,
+            "share_drifted": float(details["share"]),
+            "drifted_features": list(details["drifted_columns"]),
+            "scores": {c: r["score"] for c, r in details["columns"].items()},
+            "method": {c: r["method"] for c, r in details["columns"].items()},
+        }
     )
-    (logger.warning if result["drift_detected"] else logger.info)(verdict.message())
-    log_metadata(metadata={k: v for k, v in result.items() if k not in ("scores", "method")})
+    (logger.warning if result.drift_detected else logger.info)(verdict.message())
+    log_metadata(
+        metadata=result.model_dump(mode="json", exclude_none=True, exclude={"scores", "method"})
+    )
     return HTMLString(report), result

@@ -20,6 +20,7 @@ from xray.image_stats import statistics_table
 from xray.metrics import finite
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, evaluation_figure, stack_pngs
+from xray.records import ExternalEvaluation, ExternalSet
 from xray.settings import ExternalEvaluationSettings
 from xray.training import predict_probabilities
 from xray.validation import DriftGateConfig, drift_report
@@ -41,7 +42,7 @@ def evaluate_external(
     image_statistics: pd.DataFrame,
     config: ExternalEvaluationSettings | None = None,
 ) -> tuple[
-    Annotated[dict[str, Any], EXTERNAL_METRICS_ARTIFACT],
+    Annotated[ExternalEvaluation, EXTERNAL_METRICS_ARTIFACT],
     Annotated[PngFigure, EXTERNAL_PLOTS_ARTIFACT],
     Annotated[HTMLString, EXTERNAL_DRIFT_REPORT_ARTIFACT],
 ]:
@@ -107,7 +108,7 @@ def evaluate_external(
             drift_share=drift.get("share"),
             drifted_columns=drift.get("drifted_columns", []),
         )
-        results[name] = finite(result)
+        results[name] = ExternalSet.model_validate(result)
         m = result["metrics"]
         logger.info(
             "External %s (%d images): AUC %.3f, accuracy %.3f, sensitivity %.3f, "
@@ -122,7 +123,9 @@ def evaluate_external(
         )
         mlflow.log_metrics({f"external_{name}_{k}": float(m[k]) for k in HEADLINE})
         figures.append(evaluation_figure(part.labels, p, m))
-    log_metadata(metadata={"external": results})
-    mlflow.log_dict(results, "evaluation/external.json")
+    evaluation = ExternalEvaluation(sets=results)
+    scores = finite(evaluation.model_dump(mode="json")["sets"])
+    log_metadata(metadata={"external": scores})
+    mlflow.log_dict(scores, "evaluation/external.json")
     title = "External sets (" + ", ".join(names) + f"): at threshold {threshold:.3f}"
-    return results, PngFigure(stack_pngs(figures), title), HTMLString(report)
+    return evaluation, PngFigure(stack_pngs(figures), title), HTMLString(report)

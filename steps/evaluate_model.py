@@ -11,10 +11,9 @@ from zenml import log_metadata, step
 from materializers import PngFigureMaterializer
 from xray.constants import (
     CALIBRATION_PLOT_ARTIFACT,
+    EVALUATION_ARTIFACT,
     EVALUATION_PLOTS_ARTIFACT,
-    METRICS_ARTIFACT,
     THRESHOLD_ARTIFACT,
-    UNCERTAINTY_ARTIFACT,
 )
 from xray.dataset import ImageDataset
 from xray.metrics import (
@@ -26,6 +25,7 @@ from xray.metrics import (
 )
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, evaluation_figure, reliability_figure
+from xray.records import Evaluation, Metrics
 from xray.settings import EvaluationSettings
 from xray.shifts import balanced_sample, operating_points, shifted_predictions
 from xray.tracking import log_png
@@ -47,10 +47,9 @@ def evaluate_model(
     test_set: ImageDataset,
     config: EvaluationSettings | None = None,
 ) -> tuple[
-    Annotated[dict[str, Any], METRICS_ARTIFACT],
+    Annotated[Evaluation, EVALUATION_ARTIFACT],
     Annotated[float, THRESHOLD_ARTIFACT],
     Annotated[PngFigure, EVALUATION_PLOTS_ARTIFACT],
-    Annotated[dict[str, Any], UNCERTAINTY_ARTIFACT],
     Annotated[PngFigure, CALIBRATION_PLOT_ARTIFACT],
 ]:
     """Picks the threshold on the validation split only, then scores the test split.
@@ -85,11 +84,6 @@ def evaluate_model(
     threshold = choose_threshold(val_y, val_p, config.threshold_rule, config.target_sensitivity)
     test_p = predict_probabilities(keras_model, test_set.images, size)
     metrics = classification_metrics(test_set.labels, test_p, threshold.value)
-    metrics.update(
-        threshold_rule=threshold.rule,
-        val_sensitivity=threshold.val_sensitivity,
-        val_specificity=threshold.val_specificity,
-    )
     logger.info(
         "Test: AUC %.3f, accuracy %.3f, sensitivity %.3f, specificity %.3f at threshold %.3f",
         metrics["roc_auc"],
@@ -98,15 +92,19 @@ def evaluate_model(
         metrics["specificity"],
         threshold.value,
     )
-    numeric = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    numeric = {
+        **metrics,
+        "val_sensitivity": threshold.val_sensitivity,
+        "val_specificity": threshold.val_specificity,
+    }
     mlflow.log_metrics({f"test_{k}": float(v) for k, v in numeric.items()})
-    log_metadata(metadata={"test_metrics": numeric, "threshold": threshold.value})
+    log_metadata(metadata={"test_metrics": finite(numeric), "threshold": threshold.value})
     figure = PngFigure(
         evaluation_figure(test_set.labels, test_p, metrics),
         f"Test set: confusion matrix, ROC and PR at threshold {threshold.value:.3f}",
     )
     log_png(figure.png, "plots/evaluation.png")
-    uncertainty = {
+    uncertainty: dict[str, Any] = {
         "intervals": bootstrap_intervals(
             test_set.labels,
             test_p,
@@ -114,11 +112,7 @@ def evaluate_model(
             n_resamples=config.bootstrap_resamples,
             groups=test_set.patients,
         ),
-        "bootstrap_unit": "patient",
-        "threshold_under_shift": config.threshold_under_shift,
         "calibration": calibration_summary(test_set.labels, test_p),
-        "target_sensitivity": config.target_sensitivity,
-        "bootstrap_resamples": config.bootstrap_resamples,
     }
     if config.shift_check:
         sample = test_set.subset(balanced_sample(test_set.labels, config.shift_check_images))
@@ -147,10 +141,23 @@ def evaluate_model(
         }
     )
     mlflow.log_metrics({"test_ece": calibration["ece"], "test_brier": calibration["brier"]})
-    mlflow.log_dict(uncertainty, "evaluation/uncertainty.json")
     reliability = PngFigure(
         reliability_figure(calibration),
         f"Reliability diagram on test (ECE {calibration['ece']:.3f})",
     )
     log_png(reliability.png, "plots/reliability.png")
-    return metrics, threshold.value, figure, uncertainty, reliability
+    evaluation = Evaluation(
+        threshold=threshold.value,
+        threshold_rule=threshold.rule,
+        target_sensitivity=config.target_sensitivity,
+        val_sensitivity=threshold.val_sensitivity,
+        val_specificity=threshold.val_specificity,
+        threshold_under_shift=config.threshold_under_shift,
+        metrics=Metrics(**metrics),
+        intervals=uncertainty["intervals"],
+        bootstrap_resamples=config.bootstrap_resamples,
+        calibration=calibration,
+        shift_operating_points=uncertainty.get("shift_operating_points"),
+    )
+    mlflow.log_dict(evaluation.model_dump(mode="json"), "evaluation/evaluation.json")
+    return evaluation, threshold.value, figure, reliability

@@ -8,7 +8,7 @@ from zenml import get_step_context, log_metadata, step
 
 from xray.constants import INPUT_GUARD_ARTIFACT
 from xray.dataset import ImageDataset
-from xray.guard import features_and_embeddings, fit_guard
+from xray.guard import InputGuard, features_and_embeddings, fit_guard
 from xray.model import KerasModelFile
 from xray.preprocessing import make_dataset
 from xray.settings import GuardSettings
@@ -22,7 +22,7 @@ def fit_input_guard(
     train_set: ImageDataset,
     val_set: ImageDataset,
     config: GuardSettings | None = None,
-) -> Annotated[dict[str, Any], INPUT_GUARD_ARTIFACT]:
+) -> Annotated[InputGuard, INPUT_GUARD_ARTIFACT]:
     """Fits the guard that refuses inputs the model cannot judge (:mod:`xray.guard`).
 
     Args:
@@ -33,7 +33,7 @@ def fit_input_guard(
         config: Acceptance target and batch size (:class:`xray.settings.GuardSettings`).
 
     Returns:
-        The fitted guard as a JSON-ready dict (:meth:`xray.guard.InputGuard.to_dict`).
+        The fitted guard.
     """
     config = config or GuardSettings()
     keras_model = model.load()
@@ -66,4 +66,4 @@ def fit_input_guard(
             **({"guard_threshold": guard.threshold} if guard.threshold is not None else {}),
         }
     )
-    return guard.to_dict()
+    return guard

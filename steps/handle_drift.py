@@ -1,10 +1,10 @@
 """Step: what drift means for this run (warn, or fail it for a scheduler)."""
 
 import logging
-from typing import Any
 
 from zenml import step
 
+from xray.records import DriftResult
 from xray.settings import DriftActionSettings
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ class DriftDetectedError(RuntimeError):
 
 @step(enable_cache=False)
 def handle_drift(
-    drift: dict[str, Any],
+    drift: DriftResult,
     config: DriftActionSettings | None = None,
 ) -> None:
     """Fails the run on drift when ``on_drift`` is ``fail`` (the predictions and the
@@ -33,13 +33,13 @@ def handle_drift(
     """
     config = config or DriftActionSettings()
     on_drift, training_config = config.on_drift, config.training_config
-    if not drift["drift_detected"]:
-        logger.info("No drift (share of drifted statistics %.2f).", drift["share_drifted"])
+    if not drift.drift_detected:
+        logger.info("No drift (share of drifted statistics %.2f).", drift.share_drifted)
         return
     message = (
-        f"Drift: {len(drift['drifted_features'])} statistic(s) drifted "
-        f"(share {drift['share_drifted']:.2f} > {drift['max_drift_share']:.2f}): "
-        f"{', '.join(drift['drifted_features'])}"
+        f"Drift: {len(drift.drifted_features)} statistic(s) drifted "
+        f"(share {drift.share_drifted:.2f} > {drift.max_drift_share:.2f}): "
+        f"{', '.join(drift.drifted_features)}"
     )
     if on_drift == "fail":
         raise DriftDetectedError(message + " (on_drift: fail)")

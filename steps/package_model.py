@@ -1,13 +1,14 @@
 """Step: save the trained model to the BentoML model store, with what serving needs."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
-from zenml import get_step_context, log_metadata, step
+from zenml import log_metadata, step
 
-from xray.constants import CLASS_NAMES
+from xray.guard import InputGuard
 from xray.model import KerasModelFile
 from xray.packaging import save_to_model_store
+from xray.records import ReleaseRecord
 
 logger = logging.getLogger(__name__)
 
@@ -16,10 +17,8 @@ logger = logging.getLogger(__name__)
 @step(enable_cache=False)
 def package_model(
     model: KerasModelFile,
-    metrics: dict[str, Any],
-    threshold: float,
-    data_fingerprint: str,
-    guard: dict[str, Any] | None,
+    release: ReleaseRecord,
+    guard: InputGuard | None,
 ) -> Annotated[str, "bentoml_model_tag"]:
     """Saves ``model.keras`` with ``bentoml.models.create``, labelled with the ZenML
     model version and carrying threshold, class names, image size, metrics and data
@@ -28,28 +27,18 @@ def package_model(
 
     Args:
         model: The trained model.
-        metrics: Test metrics.
-        threshold: Decision threshold chosen on validation.
-        data_fingerprint: Fingerprint of the training data set.
+        release: The version's release record (threshold, image size, metrics, data
+            fingerprint: :meth:`xray.records.ReleaseRecord.served_metadata`).
         guard: The fitted input guard, saved as ``guard.json`` beside ``model.keras``.
 
     Returns:
         The BentoML model tag.
     """
-    version = get_step_context().model
     tag = save_to_model_store(
         model,
-        metadata={
-            "threshold": float(threshold),
-            "class_names": list(CLASS_NAMES),
-            "image_size": model.image_size,
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
-            "data_fingerprint": data_fingerprint,
-            "zenml_model": version.name,
-            "zenml_model_version": str(version.version),
-        },
-        labels={"zenml_model": version.name, "zenml_model_version": str(version.version)},
-        guard=guard,
+        metadata=release.served_metadata(),
+        labels={"zenml_model": release.model_name, "zenml_model_version": release.model_version},
+        guard=guard.to_dict() if guard is not None else None,
     )
     logger.info("Saved BentoML model %s", tag)
     log_metadata(metadata={"bentoml_model_tag": tag})

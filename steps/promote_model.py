@@ -11,7 +11,9 @@ from lifecycle.production import production_version
 from xray.constants import IMAGE_STATISTICS_ARTIFACT, MODEL_ARTIFACT, PROMOTION_ARTIFACT
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile
-from xray.promotion import Comparison, PromotionGates, compare, comparison_indices, decide
+from xray.promotion import Comparison, compare, comparison_indices, decide
+from xray.records import PromotionDecision, ReleaseRecord
+from xray.settings import PromotionGates
 from xray.training import predict_probabilities
 
 logger = logging.getLogger(__name__)
@@ -66,11 +68,9 @@ def _rescore(
 def promote_model(
     model: KerasModelFile,
     test_set: ImageDataset,
-    metrics: dict[str, Any],
-    threshold: float,
+    release: ReleaseRecord,
     config: PromotionGates | None = None,
-    external_metrics: dict[str, Any] | None = None,
-) -> Annotated[dict[str, Any], PROMOTION_ARTIFACT]:
+) -> Annotated[PromotionDecision, PROMOTION_ARTIFACT]:
     """Moves this run's model version to ``production`` when it passes the gates, else to
     ``staging``; the decision and every reason go into the version's metadata.
 
@@ -80,16 +80,17 @@ def promote_model(
     Args:
         model: This run's model.
         test_set: This run's test split.
-        metrics: This run's test metrics (absolute gates).
-        threshold: This run's decision threshold.
-        gates: Minimum AUC and sensitivity, tolerated loss against production, and the
-            optional minimums on external test sets.
-        external_metrics: The external sets' scores (``evaluate_external``), if any.
+        release: This run's release record: its test metrics (absolute gates), its
+            threshold and its external sets' scores, if any.
+        config: Minimum AUC and sensitivity, tolerated loss against production, and the
+            optional minimums on external test sets (:class:`xray.settings.PromotionGates`).
 
     Returns:
         The decision (promoted, stage, reasons, checks, both models' comparison metrics).
     """
     gates = config or PromotionGates()
+    metrics, threshold = release.metrics.model_dump(), release.threshold
+    external = {name: s.model_dump() for name, s in release.external.sets.items()} or None
     context = get_step_context()
     version = context.model
     production = production_version(version.name)
@@ -116,11 +117,11 @@ def promote_model(
         gates,
         comparison,
         str(production.number) if production is not None else None,
-        external=external_metrics,
+        external=external,
     )
     version.set_stage(decision.stage, force=True)
-    record = decision.to_dict()
-    version.log_metadata({"promotion": record})
+    record = PromotionDecision.model_validate(decision.to_dict())
+    version.log_metadata({"promotion": decision.to_dict()})
     log_metadata(
         metadata={
             "promoted": decision.promoted,

@@ -1,7 +1,7 @@
 """Step: patient-level, class-stratified train/val/test split."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from zenml import log_metadata, step
 
@@ -13,6 +13,7 @@ from xray.constants import (
     VAL_SET_ARTIFACT,
 )
 from xray.dataset import ImageDataset
+from xray.records import SplitSummary
 from xray.settings import SplitSettings
 from xray.split import split_by_patient
 
@@ -35,7 +36,7 @@ def split_dataset(
     Annotated[ImageDataset, TRAIN_SET_ARTIFACT],
     Annotated[ImageDataset, VAL_SET_ARTIFACT],
     Annotated[ImageDataset, TEST_SET_ARTIFACT],
-    Annotated[dict[str, Any], SPLIT_SUMMARY_ARTIFACT],
+    Annotated[SplitSummary, SPLIT_SUMMARY_ARTIFACT],
 ]:
     """Splits by patient so that no patient is in two splits (asserted).
 
@@ -69,13 +70,12 @@ def split_dataset(
             dropped["reason"],
             dropped["test_file"],
         )
-    record = {
-        "split_counts": summary,
-        **info,
-        "dropped_files": info["dropped_files"][:500],
-        "seed": config.seed,
-        "val_fraction": config.val_fraction,
-        "test_fraction": None if info["official_test_kept"] else config.test_fraction,
-    }
-    log_metadata(metadata=record)
+    record = SplitSummary(
+        split_counts=summary,
+        **{**info, "dropped_files": info["dropped_files"][:500]},
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        test_fraction=None if info["official_test_kept"] else config.test_fraction,
+    )
+    log_metadata(metadata=record.model_dump(mode="json"))
     return splits["train"], splits["val"], splits["test"], record

@@ -12,10 +12,15 @@ from zenml.io import fileio
 
 from materializers import KerasModelMaterializer, PngFigureMaterializer
 from xray.checkpoints import CheckpointMirror, checkpoint_key
-from xray.constants import TRAINED_MODEL_ARTIFACT, TRAINING_HISTORY_ARTIFACT
+from xray.constants import (
+    TRAINED_MODEL_ARTIFACT,
+    TRAINING_HISTORY_ARTIFACT,
+    TRAINING_REPORT_ARTIFACT,
+)
 from xray.dataset import ImageDataset
 from xray.model import KerasModelFile
 from xray.plots import PngFigure, history_figure
+from xray.records import TrainingReport
 from xray.settings import TrainConfig
 from xray.tracking import epoch_logger, log_keras_model, log_png
 from xray.training import train_classifier
@@ -35,7 +40,7 @@ def train_model(
 ) -> tuple[
     Annotated[KerasModelFile, TRAINED_MODEL_ARTIFACT],
     Annotated[dict[str, list[Any]], TRAINING_HISTORY_ARTIFACT],
-    Annotated[dict[str, Any], "training_facts"],
+    Annotated[TrainingReport, TRAINING_REPORT_ARTIFACT],
     Annotated[PngFigure, "training_curves"],
 ]:
     """Trains on ``train_set``, early-stopping on ``val_set`` AUC.
@@ -70,20 +75,20 @@ def train_model(
     result = train_classifier(
         train_set, val_set, config, callbacks=[epoch_logger()], checkpoint=checkpoint
     )
-    facts = {
-        "pretrained": result.pretrained,
-        "backbone": config.backbone,
-        "image_size": config.image_size,
-        "epochs_run": len(result.history.get("loss", [])),
-        "best_val_auc": max(result.history.get("val_auc", [float("nan")])),
-        "backbone_passes": result.backbone_passes,
-        "phases": {p["phase"]: f"{p['epochs']} epochs, {p['seconds']} s" for p in result.phases},
-    }
+    report = TrainingReport(
+        pretrained=result.pretrained,
+        backbone=config.backbone,
+        image_size=config.image_size,
+        epochs_run=len(result.history.get("loss", [])),
+        best_val_auc=max(result.history.get("val_auc", [float("nan")])),
+        backbone_passes=result.backbone_passes,
+        phases={p["phase"]: f"{p['epochs']} epochs, {p['seconds']} s" for p in result.phases},
+        config=config,
+        mlflow_run_id=mlflow.active_run().info.run_id,
+    )
     mlflow.log_params({"pretrained": result.pretrained, "train_images": len(train_set)})
-    log_metadata(metadata=facts)
-    facts["config"] = config.to_dict()
-    facts["mlflow_run_id"] = mlflow.active_run().info.run_id
+    log_metadata(metadata=report.model_dump(mode="json", exclude={"config", "mlflow_run_id"}))
     log_keras_model(result.model)
     curves = PngFigure(history_figure(result.history), "Training and validation loss / AUC")
     log_png(curves.png, "plots/training_curves.png")
-    return KerasModelFile.from_model(result.model), result.history, facts, curves
+    return KerasModelFile.from_model(result.model), result.history, report, curves

@@ -1,11 +1,12 @@
 """Step: stop the run (or warn) on the data quality and drift verdicts."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from zenml import log_metadata, step
 
 from xray.constants import VALIDATION_SUMMARY_ARTIFACT
+from xray.records import GateVerdict, ValidationSummary
 from xray.validation import gate
 
 logger = logging.getLogger(__name__)
@@ -13,8 +14,8 @@ logger = logging.getLogger(__name__)
 
 @step
 def validation_gate(
-    quality_verdict: dict[str, Any], drift_verdict: dict[str, Any]
-) -> Annotated[dict[str, Any], VALIDATION_SUMMARY_ARTIFACT]:
+    quality_verdict: GateVerdict, drift_verdict: GateVerdict
+) -> Annotated[ValidationSummary, VALIDATION_SUMMARY_ARTIFACT]:
     """Fails listing every failed check of a gate in ``fail`` mode; records warnings.
 
     Args:
@@ -24,16 +25,16 @@ def validation_gate(
     Returns:
         A summary (passed, warnings) that the model version records.
     """
-    warnings = gate([quality_verdict, drift_verdict])
+    warnings = gate([quality_verdict.model_dump(), drift_verdict.model_dump()])
     for line in warnings:
         logger.warning("Data validation warning: %s", line)
-    summary = {
-        "passed": quality_verdict["passed"] and drift_verdict["passed"],
-        "warnings": warnings,
-        "quality_failed_checks": quality_verdict["failed_checks"],
-        "drift_failed_checks": drift_verdict["failed_checks"],
-        "drift_share": drift_verdict["details"].get("drift_share", 0.0),
-        "skipped": quality_verdict["details"].get("skipped", 0),
-    }
-    log_metadata(metadata=summary)
+    summary = ValidationSummary(
+        passed=quality_verdict.passed and drift_verdict.passed,
+        warnings=warnings,
+        quality_failed_checks=quality_verdict.failed_checks,
+        drift_failed_checks=drift_verdict.failed_checks,
+        drift_share=drift_verdict.details.get("drift_share", 0.0),
+        skipped=quality_verdict.details.get("skipped", 0),
+    )
+    log_metadata(metadata=summary.model_dump(mode="json"))
     return summary

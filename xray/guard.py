@@ -29,10 +29,11 @@ TensorFlow; :func:`embedding_model` (Keras) is imported lazily.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from xray.settings import GuardSettings
 
@@ -70,25 +71,28 @@ def withholds_label(verdict: Verdict | None, mode: str) -> bool:
     return verdict is not None and not verdict.accepted and mode == "refuse"
 
 
-@dataclass
-class InputGuard:
-    """A fitted guard (see the module docstring); ``to_dict``/``from_dict`` for JSON."""
+class InputGuard(BaseModel):
+    """A fitted guard (see the module docstring): the ``input_guard`` artifact, and
+    ``guard.json`` in the BentoML model (``to_dict``/``from_dict``)."""
+
+    model_config = ConfigDict(extra="ignore")
 
     colour_limit: float
     mean: list[float]
     precision: list[list[float]]
-    threshold: float | None
-    """Largest accepted distance; None: too few validation images, no distance test."""
+    threshold: float | None = Field(
+        description="largest accepted distance; None: too few validation images, no distance test"
+    )
     embedding_layer: str = EMBEDDING_LAYER
     target_acceptance: float = DEFAULT_TARGET_ACCEPTANCE
-    fitted: dict[str, Any] = field(default_factory=dict)
+    fitted: dict[str, Any] = Field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputGuard:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        return cls.model_validate(dict(data))
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each embedding ``[N, D]`` to the training embeddings."""

@@ -18,6 +18,7 @@ from xray.constants import (
     GRADCAM_EXAMPLES_ARTIFACT,
     SPLIT_NAMES,
 )
+from xray.records import ReleaseRecord, SplitSummary
 from xray.serving import DISCLAIMER
 
 NOT_RECORDED = "not recorded"
@@ -88,15 +89,14 @@ class CardThreshold(TypedDict, total=False):
 class CardValidation(TypedDict, total=False):
     """Verdicts of the data quality and drift gates.
 
-    ``quality_failed_checks`` and ``drift_failed_checks`` (the keys of the
-    ``validation_gate`` step's summary) are read when the short keys are absent.
+    The keys are those of :class:`xray.records.ValidationSummary`.
     """
 
     passed: bool
     warnings: list[str]
     drift_share: float
-    quality_failed: list[str]
-    drift_failed: list[str]
+    quality_failed_checks: list[str]
+    drift_failed_checks: list[str]
 
 
 class CardTemperature(TypedDict, total=False):
@@ -136,6 +136,97 @@ class ModelCard(TypedDict, total=False):
     subtypes: dict[str, dict[str, Any]]
     error_examples: int
     validation: CardValidation
+
+
+def card_from_release(release: ReleaseRecord) -> ModelCard:
+    """What the card of a released version says, from its release record."""
+    evaluation, validation = release.evaluation, release.validation
+    training = release.training
+    errors = release.error_analysis
+    return {
+        "model_name": release.model_name,
+        "model_version": release.model_version,
+        "created": release.created,
+        "data": {
+            "source": release.sources,
+            "fingerprint": release.data_fingerprint,
+            "splits": release.split_counts,
+            "split_rule": split_rule(release.split),
+            "skipped": validation.skipped,
+        },
+        "training": {
+            "config": training.config.model_dump(exclude={"resume"}),
+            "pretrained": training.pretrained,
+            "epochs_run": training.epochs_run,
+            "best_val_auc": training.best_val_auc,
+        },
+        "metrics": evaluation.metrics.model_dump(),
+        "external": {name: s.model_dump() for name, s in release.external.sets.items()},
+        "intervals": evaluation.intervals,
+        "threshold": {
+            "value": evaluation.threshold,
+            "rule": evaluation.threshold_rule,
+            "target_sensitivity": evaluation.target_sensitivity,
+            "val_sensitivity": evaluation.val_sensitivity,
+            "val_specificity": evaluation.val_specificity,
+            "under_shift": evaluation.threshold_under_shift,
+            "shift_operating_points": evaluation.shift_operating_points or {},
+        },
+        "calibration": evaluation.calibration,
+        "temperature": release.calibration.model_dump() if release.calibration else None,
+        "subtypes": errors.subtypes if errors else None,
+        "error_examples": errors.shown_errors if errors else None,
+        "validation": {
+            "passed": validation.passed,
+            "warnings": validation.warnings,
+            "drift_share": validation.drift_share,
+            "quality_failed_checks": validation.quality_failed_checks,
+            "drift_failed_checks": validation.drift_failed_checks,
+        },
+    }
+
+
+def split_rule(summary: SplitSummary) -> str:
+    """The card's description of the split, written from what ``split_dataset`` did."""
+
+    def pct(fraction: Any) -> str:
+        return f"{100 * float(fraction):.0f} %"
+
+    text = (
+        f"Patient-level and class-stratified (seed {summary.seed}): no patient, and "
+        "no byte-identical image, in two splits. "
+    )
+    if summary.official_test_kept:
+        text += (
+            "The official Kaggle test/ folder was kept as the test split as published; the "
+            f"other images were split into train and validation ({pct(summary.val_fraction)}"
+            " validation). "
+        )
+        dropped = summary.dropped_files
+        if dropped:
+            copies = sum(d["reason"].startswith("identical") for d in dropped)
+            text += (
+                f"{len(dropped)} train/val image(s) were dropped because the test split has "
+                f"them: {copies} identical copies, {len(dropped) - copies} of a test "
+                "patient (named in the split_dataset step's metadata). "
+            )
+    else:
+        if summary.official_test_present:
+            text += (
+                "A test/ folder was present but NOT kept as the test split "
+                "(split_dataset.config.use_official_test off, as in a retrain after drift): "
+            )
+        text += (
+            f"all images were split three ways ({pct(summary.val_fraction)} "
+            f"validation, {pct(summary.test_fraction or 0)} test). "
+        )
+    text += (
+        f"Patients: {summary.patient_ids_parsed} ids parsed from Kaggle-style file "
+        f"names ({summary.images_with_parsed_patient} images); "
+        f"{summary.images_one_patient_per_file} image(s) with no parsable id "
+        "counted as one patient each."
+    )
+    return text
 
 
 # --- Section data: what both formats render ------------------------------------------
@@ -646,8 +737,8 @@ def _validation(validation: dict[str, Any] | None) -> Section:
     if not validation:
         return Section("Data validation", (Paragraph(("Data validation: ", NOT_RECORDED)),))
     passed = validation.get("passed")
-    quality = validation.get("quality_failed", validation.get("quality_failed_checks"))
-    drift = validation.get("drift_failed", validation.get("drift_failed_checks"))
+    quality = validation.get("quality_failed_checks")
+    drift = validation.get("drift_failed_checks")
     overall = (
         NOT_RECORDED
         if passed is None

@@ -13,7 +13,9 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from xray.constants import CLASS_NAMES
 from xray.dataset import ImageDataset
 
 
@@ -230,3 +232,13 @@ def split_by_patient(
                 f"change split_dataset.config.val_fraction/test_fraction."
             )
     return splits, info
+
+
+def split_counts(statistics: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Images per class, images and patients per split, from the statistics table."""
+    counts: dict[str, dict[str, int]] = {}
+    for split, rows in statistics.groupby("split", sort=False):
+        entry = {name: int((rows["label"] == name).sum()) for name in CLASS_NAMES}
+        entry.update(images=len(rows), patients=int(rows["patient"].nunique()))
+        counts[str(split)] = entry
+    return counts

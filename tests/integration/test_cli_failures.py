@@ -17,4 +17,7 @@ def test_too_few_images_fail_the_run_with_the_reason(tmp_path: Path) -> None:
     result = CliRunner().invoke(run.main, ["--stack", "local", "--data", str(data)])
     assert result.exit_code == 1, result.output
     assert "step load_dataset: Only 6 usable images" in result.output
-    assert "load_dataset.min_images" in result.output and "1 file(s) were skipped" in result.output
+    assert (
+        "load_dataset.config.min_images" in result.output
+        and "1 file(s) were skipped" in result.output
+    )

@@ -66,7 +66,7 @@ def test_dry_run_writes_the_definition_with_a_gpu_for_training_only(
     text = json.dumps(definition)
     assert "WARNING:" in out and "is not set; the placeholder" in out  # unset values listed
     summary = dict(re.findall(r"^  step (\w+)\s+(.+)$", out, re.M))
-    assert len(summary) == 16 and gpu in summary["train_model"]
+    assert len(summary) == 17 and gpu in summary["train_model"]
     assert all(gpu not in where for step, where in summary.items() if step != "train_model")
 
     if key == "sagemaker":

@@ -103,7 +103,7 @@ def runs(workdir: Path, data_dir: Path) -> list[Any]:
 
 
 def _decision(run: Any) -> dict[str, Any]:
-    return run.steps["promote_model"].outputs[PROMOTION_ARTIFACT][0].load()
+    return run.steps["promote_model"].outputs[PROMOTION_ARTIFACT][0].load().model_dump()
 
 
 def _version(run: Any) -> Any:

@@ -108,7 +108,7 @@ def test_evaluation_has_intervals_calibration_errors_and_gradcam(first_run: Any)
         assert artifact.load().png.startswith(b"\x89PNG")
         assert artifact.visualizations, name
     analysis = errors.outputs["error_analysis"][0].load()
-    assert analysis["subtypes"]["NORMAL"]["n"] == 10  # the test folder's NORMAL images
+    assert analysis.subtypes["NORMAL"]["n"] == 10  # the test folder's NORMAL images
     card = str(first_run.steps["create_model_card"].outputs["model_card"][0].load())
     assert f"{fit['temperature']:.2f}" in card
 
@@ -210,7 +210,8 @@ def test_external_sets_are_scored_never_used_and_reported(
     # Never used for a choice: everything up to the test metrics is the first run's.
     for name in ("train_model", "calibrate_model", "evaluate_model"):
         assert run.steps[name].status == ExecutionStatus.CACHED, name
-    result = run.steps["evaluate_external"].outputs["external_metrics"][0].load()["site_b"]
+    external = run.steps["evaluate_external"].outputs["external_metrics"][0].load()
+    result = external.sets["site_b"].model_dump()
     assert result["n"] == 16 and result["class_counts"] == {"NORMAL": 8, "PNEUMONIA": 8}
     train_name = sorted((data_dir / "train" / "NORMAL").glob("IM-*.jpeg"))[0].name
     assert result["dropped_overlaps"] == [
@@ -232,7 +233,7 @@ def test_external_sets_are_scored_never_used_and_reported(
     assert metrics["threshold"] == pytest.approx(meta["threshold"])
     assert meta["external"]["site_b"]["metrics"]["roc_auc"] == pytest.approx(metrics["roc_auc"])
     promotion = run.steps["promote_model"].outputs["promotion_decision"][0].load()
-    assert "external site_b auc" in promotion["checks"]
+    assert "external site_b auc" in promotion.checks
     card = str(run.steps["create_model_card"].outputs["model_card"][0].load())
     external_section = card.split("## Performance on external test sets", 1)[1].split("\n## ")[0]
     assert "site\\_b" in external_section and f"{metrics['roc_auc']:.3f}" in external_section

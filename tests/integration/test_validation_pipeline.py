@@ -59,7 +59,7 @@ def test_fail_mode_stops_before_training_and_names_the_file(
     report = quality.outputs["data_quality_report"][0]
     assert report.visualizations, "the HTML report must be a dashboard visualization"
     verdict = run.steps["check_data_quality"].outputs["data_quality_verdict"][0].load()
-    assert verdict["passed"] is False and verdict["mode"] == "fail"
+    assert verdict.passed is False and verdict.mode == "fail"
 
 
 def test_warn_mode_continues_and_records_the_warning(
@@ -68,8 +68,8 @@ def test_warn_mode_continues_and_records_the_warning(
     run = _run(_config(tmp_path, "warn"), data_with_blank_image)
     assert run.status == ExecutionStatus.COMPLETED
     summary = run.steps["validation_gate"].outputs["validation_summary"][0].load()
-    assert summary["passed"] is False
-    assert any("near-constant images" in w and BLANK in w for w in summary["warnings"])
+    assert summary.passed is False
+    assert any("near-constant images" in w and BLANK in w for w in summary.warnings)
     version = Client().get_model_version(MODEL_NAME, run.model_version.number)
     recorded = version.run_metadata["data_validation"]
     assert recorded["passed"] is False and recorded["warnings"]

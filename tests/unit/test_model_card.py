@@ -62,8 +62,8 @@ def card() -> dict[str, Any]:
             "passed": True,
             "warnings": ["[drift] mean_intensity drifted between train and test"],
             "drift_share": 0.125,
-            "quality_failed": [],
-            "drift_failed": [],
+            "quality_failed_checks": [],
+            "drift_failed_checks": [],
         },
     }
 
@@ -142,7 +142,7 @@ def test_values_are_escaped() -> None:
             "model_version": "1",
             "data": {"source": evil, "split_rule": evil},
             "training": {"config": {"backbone": evil}, "pretrained": False},
-            "validation": {"warnings": [evil], "quality_failed": [evil]},
+            "validation": {"warnings": [evil], "quality_failed_checks": [evil]},
         }
     )
     assert "<script>" not in page

@@ -11,6 +11,7 @@ from lifecycle.outputs import write_inference_outputs
 from synthetic import make_single_folder
 from xray.loading import load_images, merge_sources
 from xray.promotion import PromotionGates, compare, comparison_indices, decide
+from xray.records import DriftResult, InferenceSummary
 
 GATES = PromotionGates(min_auc=0.8, min_sensitivity=0.8, max_auc_drop=0.01)
 
@@ -85,12 +86,33 @@ def test_inference_outputs_are_written_whole(tmp_path: Path) -> None:
     predictions = pd.DataFrame(
         {"file": ["a.png"], "probability": [0.7], "label": ["PNEUMONIA"], "truth": [""]}
     )
-    drift = {"drift_detected": True, "share_drifted": 0.5, "drifted_features": ["mean"]}
-    summary = {"images": 1, "skipped": [{"file": "b.png", "reason": "truncated"}]}
+    drift = DriftResult(
+        drift_detected=True,
+        share_drifted=0.5,
+        drifted_features=["mean"],
+        images=40,
+        reference_images=100,
+        max_drift_share=0.2,
+        tested=True,
+    )
+    summary = InferenceSummary(
+        source="new",
+        layout="folder",
+        images=1,
+        predicted={"PNEUMONIA": 1},
+        guard_mode="refuse",
+        refused=0,
+        refused_files=[],
+        threshold=0.5,
+        images_per_second=10.0,
+        skipped=[{"file": "b.png", "reason": "truncated"}],
+    )
     out = tmp_path / "out"
     paths = write_inference_outputs(out, predictions, drift, "<html></html>", summary)
     written = json.loads(paths["drift"].read_text())
     assert written["drift_detected"] is True and written["drifted_features"] == ["mean"]
+    assert written["images"] == 40 and written["refused_images"] == 0 and "note" not in written
+    assert json.loads(paths["summary"].read_text())["predicted"] == {"PNEUMONIA": 1}
     assert Path(written["report"]) == paths["report"].resolve()
     assert pd.read_csv(paths["skipped"]).to_dict("records") == [
         {"file": "b.png", "reason": "truncated"}

@@ -82,10 +82,8 @@ def test_quickstart_commands_exist() -> None:
 WIRED = {
     "load_dataset.listing_version",
     "load_dataset.extra_data_dirs",
-    "create_model_card.temperature",
-    "create_model_card.error_analysis",
-    "create_model_card.external_metrics",
     "load_external_sets.listing_version",
-    "promote_model.external_metrics",
-    "register_model.external_metrics",
+    "make_release_record.calibration",
+    "make_release_record.error_analysis",
+    "make_release_record.external",
 }

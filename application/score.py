@@ -1,0 +1,171 @@
+"""Batch inference runs: score a folder with the production model, write the files, act
+on drift."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from application.train import TrainOutcome, train
+from application.workspace import (
+    PROJECT_ROOT,
+    RunError,
+    latest_run,
+    merged_config,
+    output,
+    run_pipeline,
+)
+from xray.constants import (
+    INFERENCE_DRIFT_ARTIFACT,
+    INFERENCE_DRIFT_REPORT_ARTIFACT,
+    INFERENCE_METRICS_ARTIFACT,
+    MODEL_NAME,
+    PREDICTIONS_ARTIFACT,
+)
+from xray.records import DriftResult, InferenceSummary
+from xray.settings import PIPELINE_STEPS, DriftActionSettings, shipped_values
+
+
+@dataclass
+class ScoreOutcome:
+    """What a batch inference run produced.
+
+    Attributes:
+        model_version: The version that scored (production, unless the config named one).
+        summary: Counts, labels, refused and skipped files, metrics when the truth is known.
+        drift: The drift test against the model's training images.
+        files: Name -> path of every file written (``predictions``, ``drift``...).
+        retrained: The training run started because of drift (``on_drift: retrain``).
+    """
+
+    model_version: str
+    summary: InferenceSummary | None = None
+    drift: DriftResult | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+    retrained: TrainOutcome | None = None
+
+    def report(self) -> list[str]:
+        """What the CLI prints: counts, metrics, drift and the files."""
+        summary, drift, files = self.summary, self.drift, self.files
+        if summary is None or drift is None or not files:
+            return []  # the run failed before predicting: the failure says why
+        refused = (
+            f"; {summary.refused} refused by the input guard (not chest X-rays this model "
+            f"can judge: see {files['predictions'].name}, column guard_reason)"
+            if summary.refused
+            else ""
+        )
+        lines = [
+            "",
+            f"Scored {summary.images} image(s) with threshold {summary.threshold:.3f}: "
+            + ", ".join(f"{n} {label}" for label, n in sorted(summary.predicted.items()))
+            + (f"; {len(summary.skipped)} file(s) skipped" if summary.skipped else "")
+            + refused
+            + ".",
+        ]
+        if summary.metrics:
+            m = summary.metrics
+            lines.append(
+                f"Against the class folders ({m['labelled']} labelled): accuracy "
+                f"{m['accuracy']:.3f}, sensitivity {m['sensitivity']:.3f}, specificity "
+                f"{m['specificity']:.3f}, AUC {m['roc_auc']:.3f}."
+            )
+        state = "DRIFT detected" if drift.drift_detected else "no drift"
+        if not drift.tested:
+            state = drift.note or "drift not tested"
+        features = f": {', '.join(drift.drifted_features)}" if drift.drifted_features else ""
+        lines += [
+            f"Drift: {state} (share of drifted statistics {drift.share_drifted:.2f}{features}).",
+            f"Predictions: {files['predictions']}",
+            f"Drift:       {files['drift']}  (report: {files['report']})",
+            "Predictions are from a research demonstration, not a medical device: they are "
+            "not diagnoses.",
+        ]
+        return lines + (self.retrained.report() if self.retrained else [])
+
+
+def _scoring_version(run_config: dict[str, Any]) -> Any:
+    """The model version the inference run will use (raises when there is none)."""
+    from lifecycle.production import NoProductionModelError, require_production
+
+    model = run_config.get("model") or {}
+    try:
+        return require_production(model.get("name", MODEL_NAME))
+    except NoProductionModelError as exc:
+        raise RunError(str(exc)) from None
+
+
+def score(
+    spec: Any,
+    config: Path,
+    data_dir: str,
+    out: Path,
+    on_drift: str | None = None,
+    no_cache: bool = False,
+    announce: Callable[[str], None] = print,
+) -> ScoreOutcome:
+    """Runs the inference pipeline on ``data_dir`` and writes its files to ``out``.
+
+    The files are written even when the run fails afterwards (``on_drift: fail``). On
+    drift with ``on_drift: retrain``, the training pipeline runs on the production
+    version's data folders plus ``data_dir``, split three ways so that the new images
+    reach the test split and promotion compares both models on them.
+
+    Raises:
+        RunError: No production model, a failed run (after its files are written), or a
+            retrain that cannot know the production version's data.
+    """
+    from lifecycle.outputs import write_inference_outputs
+    from pipelines.inference import inference_pipeline
+
+    run_config = yaml.safe_load(config.read_text()) or {}
+    production = _scoring_version(run_config)
+    action = DriftActionSettings.model_validate(shipped_values(run_config, "handle_drift"))
+    if on_drift:
+        action = action.model_copy(update={"on_drift": on_drift})
+    merged = merged_config(
+        config,
+        spec,
+        overrides={
+            "steps": {"handle_drift": {"parameters": {"config": {"on_drift": action.on_drift}}}}
+        },
+        pipeline_steps=PIPELINE_STEPS["inference"],
+    )
+    announce(f"Scoring {data_dir} with model version {production.number} (production).")
+    pipeline = inference_pipeline.with_options(config_path=str(merged), enable_cache=not no_cache)
+    outcome = ScoreOutcome(model_version=str(production.number))
+    failure = None
+    try:
+        run = run_pipeline(pipeline, data_dir=data_dir)
+    except RunError as exc:
+        failure, run = exc, latest_run("inference")
+    if run is not None:
+        predictions = output(run, "batch_predict", PREDICTIONS_ARTIFACT)
+        outcome.summary = output(run, "batch_predict", INFERENCE_METRICS_ARTIFACT)
+        outcome.drift = output(run, "check_inference_drift", INFERENCE_DRIFT_ARTIFACT)
+        report = output(run, "check_inference_drift", INFERENCE_DRIFT_REPORT_ARTIFACT)
+        if predictions is not None and outcome.summary and outcome.drift and report is not None:
+            outcome.files = write_inference_outputs(
+                out, predictions, outcome.drift, str(report), outcome.summary
+            )
+    if failure is not None:
+        raise RunError(str(failure), outcome=outcome)
+    if outcome.drift and outcome.drift.drift_detected and action.on_drift == "retrain":
+        sources = list(production.run_metadata.get("data_sources") or [])
+        if not sources:
+            raise RunError(
+                f"Cannot retrain: production version {production.number} does not record "
+                "its data folders; train on both by hand: python run.py --data OLD --data NEW"
+            )
+        announce(f"Drift detected: retraining on {' + '.join([*sources, data_dir])}.")
+        split = {"split_dataset": {"parameters": {"config": {"use_official_test": False}}}}
+        outcome.retrained = train(
+            spec,
+            PROJECT_ROOT / action.training_config,
+            [*sources, data_dir],
+            no_cache,
+            {"steps": split},
+        )
+    return outcome

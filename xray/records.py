@@ -1,0 +1,246 @@
+"""What steps hand one another: small typed records (stored by ZenML's pydantic
+materializer as JSON, readable in the dashboard).
+
+A step's signature then states its contract. The release record is the one description
+of a trained version: the model card, the BentoML model's metadata, the Bento and the
+ZenML model version's metadata are all made from it, not re-assembled three times.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from xray.constants import CLASS_NAMES
+from xray.settings import TrainConfig
+
+
+class Record(BaseModel):
+    """Base of the records: NaN survives the JSON round trip (an AUC on one class)."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")
+
+
+class Metrics(Record):
+    """Classification figures at a threshold (:func:`xray.metrics.classification_metrics`)."""
+
+    accuracy: float
+    sensitivity: float
+    specificity: float
+    precision: float
+    f1: float
+    roc_auc: float
+    pr_auc: float
+    tn: int
+    fp: int
+    fn: int
+    tp: int
+    n: int
+    threshold: float
+
+    def headline(self) -> str:
+        """``AUC 0.950, accuracy 0.900, sensitivity 0.950, specificity 0.850``."""
+        return (
+            f"AUC {self.roc_auc:.3f}, accuracy {self.accuracy:.3f}, sensitivity "
+            f"{self.sensitivity:.3f}, specificity {self.specificity:.3f}"
+        )
+
+
+class SplitSummary(Record):
+    """What ``split_dataset`` did (the card's split description is written from it)."""
+
+    split_counts: dict[str, dict[str, int]]
+    official_test_kept: bool
+    official_test_present: bool
+    dropped_files: list[dict[str, str]] = Field(default_factory=list)
+    dropped_for_test_overlap: int = 0
+    patient_ids_parsed: int = 0
+    images_with_parsed_patient: int = 0
+    images_one_patient_per_file: int = 0
+    seed: int
+    val_fraction: float
+    test_fraction: float | None
+
+
+class GateVerdict(Record):
+    """One data gate's outcome (:class:`xray.validation.Verdict`)."""
+
+    kind: str
+    mode: str
+    passed: bool
+    failed_checks: list[str]
+    checks: list[dict[str, Any]]
+    details: dict[str, Any]
+
+
+class ValidationSummary(Record):
+    """Both data gates together: what the model version and the card record."""
+
+    passed: bool
+    warnings: list[str]
+    quality_failed_checks: list[str]
+    drift_failed_checks: list[str]
+    drift_share: float
+    skipped: int
+
+
+class TrainingReport(Record):
+    """How the model was trained."""
+
+    pretrained: bool
+    backbone: str
+    image_size: int
+    epochs_run: int
+    best_val_auc: float
+    backbone_passes: int
+    phases: dict[str, str]
+    config: TrainConfig
+    mlflow_run_id: str | None = None
+
+
+class CalibrationFit(Record):
+    """The temperature scaling fit of ``calibrate_model`` (:func:`xray.calibration.calibrate`)."""
+
+    temperature: float
+    applied: bool
+    min_improvement: float
+    val_nll_before: float
+    val_nll_after: float
+    val_ece_before: float
+    val_ece_after: float
+
+
+class Evaluation(Record):
+    """The threshold chosen on validation and the test figures at it."""
+
+    threshold: float
+    threshold_rule: str
+    target_sensitivity: float
+    val_sensitivity: float
+    val_specificity: float
+    threshold_under_shift: bool
+    metrics: Metrics
+    intervals: dict[str, Any] = Field(description="95 % patient-bootstrap intervals by metric")
+    bootstrap_unit: str = "patient"
+    bootstrap_resamples: int
+    calibration: dict[str, Any] = Field(description="ECE, Brier and reliability bins on test")
+    shift_operating_points: dict[str, Any] | None = None
+
+
+class ErrorAnalysis(Record):
+    """Per-subtype test results and how many confident errors are shown."""
+
+    subtypes: dict[str, Any]
+    shown_errors: int
+
+
+class ExternalSet(Record):
+    """One ``--external-test`` set scored at the final threshold."""
+
+    metrics: Metrics
+    intervals: dict[str, Any]
+    n: int
+    class_counts: dict[str, int]
+    patients: int
+    source: str = ""
+    dropped_overlaps: list[dict[str, str]] = Field(default_factory=list)
+    drift_share: float | None = None
+    drifted_columns: list[str] = Field(default_factory=list)
+
+
+class ExternalEvaluation(Record):
+    """Every external set, by name (empty without ``--external-test``)."""
+
+    sets: dict[str, ExternalSet] = Field(default_factory=dict)
+
+
+class ReleaseRecord(Record):
+    """Everything a user of one trained version needs to know, in one place.
+
+    Made once by ``make_release_record``; the card, the BentoML model, the Bento and the
+    model version's metadata are written from it.
+    """
+
+    model_name: str
+    model_version: str
+    created: str
+    class_names: list[str] = Field(default_factory=lambda: list(CLASS_NAMES))
+    image_size: int
+    data_fingerprint: str
+    sources: list[str]
+    split_counts: dict[str, dict[str, int]]
+    split: SplitSummary
+    training: TrainingReport
+    calibration: CalibrationFit | None = None
+    evaluation: Evaluation
+    validation: ValidationSummary
+    error_analysis: ErrorAnalysis | None = None
+    external: ExternalEvaluation = Field(default_factory=ExternalEvaluation)
+    bentoml_model_tag: str | None = Field(None, description="set by register_model")
+    bento_tag: str | None = Field(None, description="set by register_model")
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold chosen on validation."""
+        return self.evaluation.threshold
+
+    @property
+    def metrics(self) -> Metrics:
+        """The in-split test figures at the threshold."""
+        return self.evaluation.metrics
+
+    def served_metadata(self) -> dict[str, Any]:
+        """What the BentoML model carries (the service reads threshold and image size)."""
+        return {
+            "threshold": self.threshold,
+            "class_names": self.class_names,
+            "image_size": self.image_size,
+            "metrics": self.metrics.model_dump(mode="json"),
+            "data_fingerprint": self.data_fingerprint,
+            "zenml_model": self.model_name,
+            "zenml_model_version": self.model_version,
+        }
+
+
+class PromotionDecision(Record):
+    """Whether a version became production, and every reason (:class:`xray.promotion.Decision`)."""
+
+    promoted: bool
+    stage: str
+    reasons: list[str]
+    checks: dict[str, bool]
+    production_version: str | None = None
+    comparison: dict[str, Any] | None = None
+    gates: dict[str, float | None] = Field(default_factory=dict)
+
+
+class InferenceSummary(Record):
+    """What a batch inference run scored (``summary.json``)."""
+
+    source: str
+    layout: str
+    images: int
+    predicted: dict[str, int]
+    guard_mode: str
+    refused: int
+    refused_files: list[dict[str, str]]
+    threshold: float
+    images_per_second: float | None
+    skipped: list[dict[str, str]]
+    metrics: dict[str, Any] | None = Field(
+        None, description="against the class folders, when the truth is known"
+    )
+
+
+class DriftResult(Record):
+    """New images against the model's training images (``drift.json``)."""
+
+    drift_detected: bool
+    share_drifted: float
+    drifted_features: list[str]
+    images: int
+    reference_images: int
+    max_drift_share: float
+    tested: bool
+    note: str | None = None
+    scores: dict[str, float] | None = None
+    method: dict[str, str] | None = None
