@@ -60,7 +60,8 @@ out.mkdir(parents=True, exist_ok=True)
 run = Client().list_pipeline_runs(pipeline_name="training", sort_by="desc:created", size=1).items[0]
 (out / "model.keras").write_bytes(version.get_artifact("keras_model").load().data)
 from xray.settings import SplitSettings
-split = SplitSettings.model_validate(run.steps["split_dataset"].config.parameters.get("config") or {})
+parameters = run.steps["split_dataset"].config.parameters
+split = SplitSettings.model_validate(parameters.get("config") or {})
 (out / "model.json").write_text(json.dumps({
     "threshold": float(version.get_artifact("decision_threshold").load()),
     "split": split.model_dump(include={"val_fraction", "test_fraction", "seed"}),
