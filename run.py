@@ -11,6 +11,7 @@ import click
 from application.score import score
 from application.train import compile_for, train
 from application.workspace import DEFAULT_DATA, PROJECT_ROOT, RunError, prepare_stack, resolve_data
+from xray.settings import DRIFT_ACTIONS
 
 PIPELINES = ("training", "inference")
 DEFAULT_OUT = "outputs/inference"
@@ -85,7 +86,7 @@ def _stack_choices() -> list[str]:
 )
 @click.option(
     "--on-drift",
-    type=click.Choice(("warn", "fail", "retrain")),
+    type=click.Choice(DRIFT_ACTIONS),
     default=None,
     help="Inference: on drift, only warn, fail the run (exit 1), or retrain on the "
     "production model's data plus --data [default: handle_drift.config.on_drift].",

@@ -11,7 +11,7 @@ This module imports neither TensorFlow nor ZenML: the CLI, the service and the t
 it cheaply.
 """
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,10 +32,13 @@ DRIFT_COLUMNS: tuple[str, ...] = (
 )
 """Numerical image statistics compared for drift (train vs val/test, and new data)."""
 
-GUARD_MODES: tuple[str, ...] = ("refuse", "flag", "off")
+GuardMode = Literal["refuse", "flag", "off"]
+GUARD_MODES: tuple[str, ...] = get_args(GuardMode)
 """What happens to an image the input guard refuses (batch inference and the service)."""
 
-DRIFT_ACTIONS: tuple[str, ...] = ("warn", "fail", "retrain")
+DriftAction = Literal["warn", "fail", "retrain"]
+DRIFT_ACTIONS: tuple[str, ...] = get_args(DriftAction)
+"""What drift in new images leads to (``handle_drift``, ``run.py --on-drift``)."""
 
 
 class Settings(BaseModel):
@@ -342,7 +345,7 @@ class BatchPredictSettings(Settings):
         description="images read, checked and predicted at a time (memory is bounded by two "
         "batches)",
     )
-    guard_mode: Literal["refuse", "flag", "off"] = Field(
+    guard_mode: GuardMode = Field(
         "refuse",
         description="what happens to an image the [input guard](#what-the-service-accepts) "
         "refuses: `refuse` (row `accepted=false` with the reason, no probability, no label), "
@@ -387,7 +390,7 @@ class InferenceDriftSettings(Settings):
 class DriftActionSettings(Settings):
     """``handle_drift``: what drift in new images leads to."""
 
-    on_drift: Literal["warn", "fail", "retrain"] = Field(
+    on_drift: DriftAction = Field(
         "warn",
         description="`warn`, `fail` (the run fails: exit 1), or `retrain` (a training run on "
         "the production version's data plus the new folder, started by the pipeline itself)",
