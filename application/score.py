@@ -8,9 +8,7 @@ from typing import Any
 
 import yaml
 
-from application.train import TrainOutcome, train
 from application.workspace import (
-    PROJECT_ROOT,
     RunError,
     latest_run,
     merged_config,
@@ -18,13 +16,14 @@ from application.workspace import (
     run_pipeline,
 )
 from xray.constants import (
+    DRIFT_RESPONSE_ARTIFACT,
     INFERENCE_DRIFT_ARTIFACT,
     INFERENCE_DRIFT_REPORT_ARTIFACT,
     INFERENCE_METRICS_ARTIFACT,
     MODEL_NAME,
     PREDICTIONS_ARTIFACT,
 )
-from xray.records import DriftResult, InferenceSummary
+from xray.records import DriftResult, InferenceSummary, RetrainResult
 from xray.settings import PIPELINE_STEPS, DriftActionSettings, shipped_values
 
 
@@ -37,14 +36,14 @@ class ScoreOutcome:
         summary: Counts, labels, refused and skipped files, metrics when the truth is known.
         drift: The drift test against the model's training images.
         files: Name -> path of every file written (``predictions``, ``drift``...).
-        retrained: The training run started because of drift (``on_drift: retrain``).
+        retrained: The training run the pipeline started on drift (``on_drift: retrain``).
     """
 
     model_version: str
     summary: InferenceSummary | None = None
     drift: DriftResult | None = None
     files: dict[str, Path] = field(default_factory=dict)
-    retrained: TrainOutcome | None = None
+    retrained: RetrainResult | None = None
 
     def report(self) -> list[str]:
         """What the CLI prints: counts, metrics, drift and the files."""
@@ -108,14 +107,14 @@ def score(
 ) -> ScoreOutcome:
     """Runs the inference pipeline on ``data_dir`` and writes its files to ``out``.
 
-    The files are written even when the run fails afterwards (``on_drift: fail``). On
-    drift with ``on_drift: retrain``, the training pipeline runs on the production
-    version's data folders plus ``data_dir``, split three ways so that the new images
-    reach the test split and promotion compares both models on them.
+    The files are written even when the run fails afterwards (``on_drift: fail``). A
+    retrain on drift (``on_drift: retrain``) is the pipeline's own (its ``handle_drift``
+    step), so it happens the same when a schedule or the dashboard starts the run; its
+    outcome is in :attr:`ScoreOutcome.retrained`.
 
     Raises:
-        RunError: No production model, a failed run (after its files are written), or a
-            retrain that cannot know the production version's data.
+        RunError: No production model, or a failed run (after its files are written; a
+            failed retrain fails the run).
     """
     from lifecycle.outputs import write_inference_outputs
     from pipelines.inference import inference_pipeline
@@ -150,22 +149,8 @@ def score(
             outcome.files = write_inference_outputs(
                 out, predictions, outcome.drift, str(report), outcome.summary
             )
+        response = output(run, "handle_drift", DRIFT_RESPONSE_ARTIFACT)
+        outcome.retrained = response.retrain if response else None
     if failure is not None:
         raise RunError(str(failure), outcome=outcome)
-    if outcome.drift and outcome.drift.drift_detected and action.on_drift == "retrain":
-        sources = list(production.run_metadata.get("data_sources") or [])
-        if not sources:
-            raise RunError(
-                f"Cannot retrain: production version {production.number} does not record "
-                "its data folders; train on both by hand: python run.py --data OLD --data NEW"
-            )
-        announce(f"Drift detected: retraining on {' + '.join([*sources, data_dir])}.")
-        split = {"split_dataset": {"parameters": {"config": {"use_official_test": False}}}}
-        outcome.retrained = train(
-            spec,
-            PROJECT_ROOT / action.training_config,
-            [*sources, data_dir],
-            no_cache,
-            {"steps": split},
-        )
     return outcome

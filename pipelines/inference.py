@@ -1,4 +1,5 @@
-"""The batch inference pipeline: production model -> predictions -> drift -> action."""
+"""The batch inference pipeline: production model -> predictions -> drift -> action (warn,
+fail, or a retrain on the old plus the new data)."""
 
 from zenml import Model, get_pipeline_context, pipeline
 from zenml.enums import ModelStages
@@ -39,4 +40,4 @@ def inference_pipeline(data_dir: str) -> None:
     _report, drift = check_inference_drift(
         statistics, version.get_artifact(IMAGE_STATISTICS_ARTIFACT)
     )
-    handle_drift(drift)
+    handle_drift(drift, data_dir=data_dir)

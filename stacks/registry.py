@@ -94,6 +94,19 @@ def available_stacks() -> list[str]:
     return sorted(p.stem for p in STACKS_DIR.glob("*.yaml"))
 
 
+def spec_for_stack(name: str) -> StackSpec | None:
+    """The stack file that registers the stack ``name`` (placeholders for unset account
+    values: only its run-config overlay is used), or None when no file does."""
+    for key in available_stacks():
+        try:
+            spec = load_stack_spec(key, placeholders=True)
+        except StackSpecError:
+            continue
+        if spec.name == name:
+            return spec
+    return None
+
+
 def stack_values_file(key: str) -> Path:
     """``stacks/<key>.env``: the user's own account values for a stack (git-ignored)."""
     return STACKS_DIR / f"{key}.env"
@@ -296,7 +309,7 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def merge_run_config(
     config_path: Path,
-    spec: StackSpec,
+    spec: StackSpec | None,
     out_dir: Path,
     overrides: dict[str, Any] | None = None,
     pipeline_steps: Collection[str] | None = None,
@@ -309,7 +322,8 @@ def merge_run_config(
 
     Args:
         config_path: The run config YAML.
-        spec: The stack whose overlay to merge.
+        spec: The stack whose overlay to merge (None: a stack without a stack file,
+            nothing to merge but ``overrides``).
         out_dir: Folder to write the merged file to.
         overrides: Values set last (command-line flags such as ``--on-drift``).
         pipeline_steps: The pipeline's step names; overlay settings of other steps
@@ -318,7 +332,7 @@ def merge_run_config(
     Returns:
         ``config_path`` itself when there is nothing to merge, else the merged file.
     """
-    overlay = copy.deepcopy(spec.overlay)
+    overlay = copy.deepcopy(spec.overlay) if spec is not None else {}
     if pipeline_steps is not None and "steps" in overlay:
         overlay["steps"] = {k: v for k, v in overlay["steps"].items() if k in pipeline_steps}
     if not overlay and not overrides:
@@ -326,9 +340,11 @@ def merge_run_config(
     run_config = yaml.safe_load(config_path.read_text()) or {}
     merged = _deep_merge(_deep_merge(run_config, overlay), overrides or {})
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{config_path.stem}.{spec.key}.yaml"
+    key = spec.key if spec is not None else "active-stack"
+    path = out_dir / f"{config_path.stem}.{key}.yaml"
+    overlay_note = f" + the infrastructure overlay of stacks/{key}.yaml" if spec else ""
     path.write_text(
-        f"# {config_path.name} + the infrastructure overlay of stacks/{spec.key}.yaml"
+        f"# {config_path.name}{overlay_note}"
         + (" + command-line options" if overrides else "")
         + "\n"
         + yaml.safe_dump(merged, sort_keys=False)

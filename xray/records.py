@@ -244,3 +244,50 @@ class DriftResult(Record):
     note: str | None = None
     scores: dict[str, float] | None = None
     method: dict[str, str] | None = None
+
+
+class RetrainResult(Record):
+    """The training run a drifted inference run started (``on_drift: retrain``).
+
+    Attributes:
+        data_dirs: The folders it trained on: the production version's, then the new one.
+        run_name: The training run (empty when it could not start).
+        status: Its final status (``completed``, ``failed``...).
+        model_version: The version it registered (empty when it stopped before).
+        promoted: Whether that version became production (None when not decided).
+        reasons: The promotion decision's reasons.
+        error: Why the run failed or could not start (empty when it completed).
+    """
+
+    data_dirs: list[str]
+    run_name: str = ""
+    status: str = ""
+    model_version: str = ""
+    promoted: bool | None = None
+    reasons: list[str] = Field(default_factory=list)
+    error: str = ""
+
+    def report(self) -> list[str]:
+        """What the CLI prints about the retrain."""
+        lines = [f"Drift detected: retrained on {' + '.join(self.data_dirs)}."]
+        if self.error:
+            return lines + [f"The retraining run {self.run_name or ''} failed: {self.error}"]
+        state = "promoted to production" if self.promoted else "NOT promoted"
+        lines.append(
+            f"Retraining run '{self.run_name}' finished with status {self.status}: version "
+            f"{self.model_version} {state}"
+            + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+        )
+        return lines
+
+
+class DriftResponse(Record):
+    """What ``handle_drift`` did about the drift result.
+
+    Attributes:
+        action: ``none`` (no drift), ``warn`` or ``retrain`` (``fail`` fails the run).
+        retrain: The retraining run, with ``retrain``.
+    """
+
+    action: str
+    retrain: RetrainResult | None = None

@@ -292,23 +292,42 @@ def test_missing_production_model_gives_the_documented_error(workdir: Path) -> N
     assert "zenml model version update" in result.output
 
 
-def test_drift_triggers_retraining_on_old_and_new_data(
+def test_drift_retrains_on_old_and_new_data_whatever_starts_the_run(
     runs: list[Any], workdir: Path, data_dir: Path
 ) -> None:
+    """The inference pipeline started directly (as a schedule or the dashboard starts it,
+    not through run.py) retrains on drift with ``on_drift: retrain`` in its config."""
+    from pipelines.inference import inference_pipeline
+    from xray.constants import DRIFT_RESPONSE_ARTIFACT
+
     before = {r.id for r in Client().list_pipeline_runs(pipeline_name="training", size=100)}
     shifted = workdir / "shifted"  # labelled, drifted (written by the test above)
     if not shifted.is_dir():
         _write_images(shifted, 20, 56, seed=7, invert=True)
-    result = _infer(workdir, shifted, workdir / "out-retrain", "--on-drift", "retrain")
-    assert result.exit_code == 0, result.output
-    assert "Drift detected: retraining on" in result.output
+    config = yaml.safe_load(_inference_config(workdir / "retrain-inference.yaml").read_text())
+    set_settings(config, "handle_drift", on_drift="retrain")
+    (workdir / "retrain-inference.yaml").write_text(yaml.safe_dump(config))
+    register_stack(load_stack_spec("local"))
+    run = inference_pipeline.with_options(
+        config_path=str(workdir / "retrain-inference.yaml"), enable_cache=False
+    )(data_dir=str(shifted))
+    assert run.status == ExecutionStatus.COMPLETED
+    response = run.steps["handle_drift"].outputs[DRIFT_RESPONSE_ARTIFACT][0].load()
+    assert response.action == "retrain" and not response.retrain.error, response
+    assert response.retrain.data_dirs == [str(data_dir), str(shifted)]
     new_runs = [
         r
         for r in Client().list_pipeline_runs(pipeline_name="training", size=100)
         if r.id not in before
     ]
     assert len(new_runs) == 1 and new_runs[0].status == ExecutionStatus.COMPLETED
+    assert new_runs[0].name == response.retrain.run_name
+    assert response.retrain.model_version == str(new_runs[0].model_version.number)
+    assert response.retrain.promoted is _decision(new_runs[0])["promoted"]
     params = new_runs[0].steps["load_dataset"].config.parameters
     assert params["data_dir"] == str(data_dir)
     assert params["extra_data_dirs"] == [str(shifted)]
     assert new_runs[0].steps["load_dataset"].run_metadata["images"] == 88 + 40
+    # the old and new images were split together: new images reach the test split
+    split = new_runs[0].steps["split_dataset"].config.parameters["config"]
+    assert split["use_official_test"] is False
