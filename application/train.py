@@ -67,7 +67,7 @@ class TrainOutcome:
                 )
             if release.bento_tag:
                 lines.append(
-                    "Serve it:   cd bentos && bentoml serve --host 127.0.0.1   "
+                    "Serve it:   python -m application.serve --host 127.0.0.1   "
                     f"(Bento {release.bento_tag})"
                 )
         return lines + self.links

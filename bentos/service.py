@@ -5,9 +5,10 @@ applies the shared preprocessing, answers with the evaluation threshold); the mo
 in ``PneumoniaModel``, whose ``predict`` is batchable, so concurrent requests are grouped
 into one model call by BentoML's adaptive batching (batching happens at a service
 boundary). The model is the tag in ``XRAY_MODEL_TAG``, else the one a built Bento was
-built for (``model_tag.txt``), else the ``production`` version of the ZenML Model
-``XRAY_MODEL_NAME`` (default ``pneumonia_classifier``; its Bento is imported from the
-artifact store when this machine does not have it).
+built for (``model_tag.txt``). The service imports the core (``xray``) only, never ZenML:
+``python -m application.serve`` resolves the ``production`` version (importing its Bento
+from the artifact store when this machine does not have it) and starts ``bentoml serve``
+with ``XRAY_MODEL_TAG`` set.
 
 Not a medical device: every answer carries a disclaimer (field and header).
 """
@@ -29,6 +30,7 @@ from xray.constants import GUARD_FILE
 from xray.guard import withholds_label
 from xray.serving import (
     DISCLAIMER,
+    Explanation,
     RequestError,
     decode_upload,
     guard_mode,
@@ -43,23 +45,29 @@ logger = logging.getLogger(__name__)
 PINNED_TAG_FILE = Path(__file__).with_name("model_tag.txt")  # written into built Bentos
 
 
-def _model_tag() -> str:
-    """The BentoML model to serve (see the module docstring).
+class NoModelTagError(RuntimeError):
+    """Neither ``XRAY_MODEL_TAG`` nor a built Bento names the model to serve."""
 
-    The production lookup needs the project's environment (ZenML); a built Bento never
-    gets there, it has ``model_tag.txt``. The result goes into ``XRAY_MODEL_TAG`` so the
-    worker processes BentoML starts next inherit it instead of asking ZenML again.
+
+def _model_tag() -> str:
+    """The BentoML model to serve: ``XRAY_MODEL_TAG``, else the Bento's ``model_tag.txt``.
+
+    The service never asks ZenML: the production version is resolved by the launcher
+    (``python -m application.serve``), which sets ``XRAY_MODEL_TAG`` first.
+
+    Raises:
+        NoModelTagError: With the three ways to name a model.
     """
     tag = os.environ.get("XRAY_MODEL_TAG") or (
         PINNED_TAG_FILE.read_text().strip() if PINNED_TAG_FILE.is_file() else ""
     )
     if not tag:
-        from lifecycle.production import production_model_tag
-        from xray.constants import MODEL_NAME
-
-        tag = production_model_tag(os.environ.get("XRAY_MODEL_NAME") or MODEL_NAME)
-        os.environ["XRAY_MODEL_TAG"] = tag
-        logger.info("Serving the production model version: %s", tag)
+        raise NoModelTagError(
+            "No model to serve. Serve the production version with the launcher, from the "
+            "project root: python -m application.serve --host 127.0.0.1 ; or name a model: "
+            "XRAY_MODEL_TAG=pneumonia_classifier:<version> bentoml serve ; or serve a built "
+            "Bento: bentoml serve pneumonia_service:latest"
+        )
     return tag
 
 
@@ -194,12 +202,12 @@ class PneumoniaModel:
         return np.column_stack([p, self.guard.distances(np.asarray(embeddings))])
 
     @bentoml.api
-    def explain(self, image: np.ndarray) -> np.ndarray:
-        """Grad-CAM heatmap of one prepared image, its last element is P(PNEUMONIA)."""
+    def explain(self, image: np.ndarray) -> Explanation:
+        """Grad-CAM map of one prepared image ``[S, S, 3]`` uint8, and P(PNEUMONIA)."""
         from xray.gradcam import gradcam
 
         heatmap, probability = gradcam(self.model, image)
-        return np.append(heatmap.ravel(), [heatmap.shape[0], heatmap.shape[1], probability])
+        return Explanation.of(heatmap, probability)
 
 
 @bentoml.service(workers=1, traffic={"timeout": 60, "concurrency": 128})
@@ -351,15 +359,14 @@ class PneumoniaClassifier:
                 (verdict,) = await self._verdicts([pixels], out.reshape(-1, 2)[:, 1])
                 if withholds_label(verdict, self.mode):
                     return self._error(refusal(verdict))
-            flat = await self._call(self.model.to_async.explain, pixels)
+            answer = await self._call(self.model.to_async.explain, pixels)
         except Exception as exc:  # noqa: BLE001
             return self._failed(exc)
-        rows, cols, probability = int(flat[-3]), int(flat[-2]), float(flat[-1])
-        heatmap = np.asarray(flat[:-3], dtype=np.float32).reshape(rows, cols)
-        png = await asyncio.to_thread(overlay_png, pixels, heatmap)
+        explanation = Explanation.received(answer)
+        png = await asyncio.to_thread(overlay_png, pixels, explanation.array())
         headers = {
             **HEADERS,
-            "X-Probability": f"{probability:.6f}",
+            "X-Probability": f"{explanation.probability:.6f}",
             "X-Disclaimer-Full": DISCLAIMER,
         }
         return Response(png, media_type="image/png", headers=headers)

@@ -1,7 +1,8 @@
 """The ``production`` version of the ZenML Model, and its Bento on this machine.
 
-Used by ``run.py --pipeline inference`` (which model scores new data), by the service
-(``cd bentos && bentoml serve`` serves production by default) and by the tests.
+Used by ``run.py --pipeline inference`` (which model scores new data), by the serving
+launcher (``python -m application.serve``; the service itself never imports this) and by
+the tests.
 """
 
 import logging

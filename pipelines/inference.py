@@ -4,9 +4,9 @@ fail, or a retrain on the old plus the new data)."""
 from zenml import Model, get_pipeline_context, pipeline
 from zenml.enums import ModelStages
 
-from steps.batch_predict import batch_predict
-from steps.check_inference_drift import check_inference_drift
-from steps.handle_drift import handle_drift
+from steps.inference.batch_predict import batch_predict
+from steps.inference.check_inference_drift import check_inference_drift
+from steps.inference.handle_drift import handle_drift
 from xray.constants import (
     IMAGE_STATISTICS_ARTIFACT,
     INPUT_GUARD_ARTIFACT,

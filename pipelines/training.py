@@ -6,25 +6,25 @@ from pathlib import Path
 
 from zenml import Model, pipeline
 
-from steps.analyze_errors import analyze_errors
-from steps.build_bento import build_bento
-from steps.calibrate_model import calibrate_model
-from steps.check_data_drift import check_data_drift
-from steps.check_data_quality import check_data_quality
-from steps.compute_image_statistics import compute_image_statistics
-from steps.create_model_card import create_model_card
-from steps.evaluate_external import evaluate_external
-from steps.evaluate_model import evaluate_model
-from steps.fit_input_guard import fit_input_guard
-from steps.load_dataset import load_dataset
-from steps.load_external_sets import load_external_sets
-from steps.make_release_record import make_release_record
-from steps.package_model import package_model
-from steps.promote_model import promote_model
-from steps.register_model import register_model
-from steps.split_dataset import split_dataset
-from steps.train_model import train_model
-from steps.validation_gate import validation_gate
+from steps.training.analyze_errors import analyze_errors
+from steps.training.build_bento import build_bento
+from steps.training.calibrate_model import calibrate_model
+from steps.training.check_data_drift import check_data_drift
+from steps.training.check_data_quality import check_data_quality
+from steps.training.compute_image_statistics import compute_image_statistics
+from steps.training.create_model_card import create_model_card
+from steps.training.evaluate_external import evaluate_external
+from steps.training.evaluate_model import evaluate_model
+from steps.training.fit_input_guard import fit_input_guard
+from steps.training.load_dataset import load_dataset
+from steps.training.load_external_sets import load_external_sets
+from steps.training.make_release_record import make_release_record
+from steps.training.package_model import package_model
+from steps.training.promote_model import promote_model
+from steps.training.register_model import register_model
+from steps.training.split_dataset import split_dataset
+from steps.training.train_model import train_model
+from steps.training.validation_gate import validation_gate
 from xray.constants import MODEL_NAME
 from xray.loading import listing_version
 from xray.paths import resolve_location

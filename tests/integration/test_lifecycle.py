@@ -184,7 +184,7 @@ def test_serving_resolves_the_production_version(runs: list[Any]) -> None:
     assert model.info.labels["zenml_model_version"] == str(runs[1].model_version.number)
 
 
-def test_bentoml_serve_serves_the_production_version(runs: list[Any], workdir: Path) -> None:
+def test_the_launcher_serves_the_production_version(runs: list[Any], workdir: Path) -> None:
     import os
 
     import httpx
@@ -192,13 +192,31 @@ def test_bentoml_serve_serves_the_production_version(runs: list[Any], workdir: P
 
     env = {k: v for k, v in os.environ.items() if k != "XRAY_MODEL_TAG"}
     env["XRAY_MODEL_NAME"] = MODEL
-    with bento_server(env) as url:
+    with bento_server(env, launcher=True) as url:
         image = encode(synthetic_pixels(1, 56, np.random.default_rng(1)), "PNG")
         answer = httpx.post(f"{url}/predict", files={"image": ("x.png", image)}, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == str(runs[1].model_version.number)
         threshold = float(_version(runs[1]).run_metadata["threshold"])
         assert answer.json()["threshold"] == pytest.approx(threshold)
+
+
+def test_the_launcher_names_the_tag_or_says_why_there_is_none(runs: list[Any]) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+
+    def launch(name: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "application.serve", "--print-tag", "--model-name", name]
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+
+    printed = launch(MODEL)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.strip() == _version(runs[1]).run_metadata["bentoml_model_tag"]
+    missing = launch("never_trained_model")
+    assert missing.returncode == 1
+    assert "No production version of model 'never_trained_model'" in missing.stderr
 
 
 def _write_images(folder: Path, n: int, size: int, seed: int, invert: bool = False) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import steps.handle_drift as handle
+import steps.inference.handle_drift as handle
 from application.score import ScoreOutcome
 from stacks.registry import merge_run_config, spec_for_stack
 from xray.records import DriftResponse, DriftResult, InferenceSummary, RetrainResult

@@ -128,7 +128,7 @@ def test_inference_outputs_are_written_whole(tmp_path: Path) -> None:
 def test_unreachable_production_model_says_what_to_do() -> None:
     from types import SimpleNamespace
 
-    from steps.promote_model import _load
+    from steps.training.promote_model import _load
 
     class Gone:
         uri = "s3://old-bucket/keras_model/123"

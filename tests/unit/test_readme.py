@@ -56,18 +56,22 @@ def test_every_configurable_step_takes_its_settings_model_as_config() -> None:
     import steps
 
     seen = set()
-    for module in pkgutil.iter_modules(steps.__path__):
-        step = getattr(importlib.import_module(f"steps.{module.name}"), module.name, None)
-        if step is None:
+    found = []
+    for module in pkgutil.walk_packages(steps.__path__, "steps."):
+        step_name = module.name.rsplit(".", 1)[-1]
+        step = getattr(importlib.import_module(module.name), step_name, None)
+        if step is None or module.ispkg:
             continue
+        found.append(module.name)
         for name, parameter in inspect.signature(step.entrypoint).parameters.items():
-            key = f"{module.name}.{name}"
+            key = f"{step_name}.{name}"
             if name == "config":
-                assert typing.get_args(parameter.annotation)[0] is STEP_SETTINGS[module.name]
-                seen.add(module.name)
+                assert typing.get_args(parameter.annotation)[0] is STEP_SETTINGS[step_name]
+                seen.add(step_name)
             elif parameter.default is not inspect.Parameter.empty:
                 assert key in WIRED, f"{key} has a default outside its settings model"
     assert seen == set(STEP_SETTINGS)
+    assert len(found) == 22  # every step file, in its stage's folder
 
 
 def test_quickstart_commands_exist() -> None:

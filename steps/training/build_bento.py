@@ -29,7 +29,7 @@ def build_bento(
 
     The local BentoML store lives on the machine that ran the step (a cloud container on
     the full-cloud stacks); the exported archive is what any machine imports later
-    (``bentoml serve`` of the production version does it by itself).
+    (``python -m application.serve`` of the production version does it by itself).
 
     Args:
         bentoml_model_tag: The BentoML model the Bento serves.

@@ -1,0 +1,1 @@
+"""The batch inference pipeline's steps: score, check drift, act on it."""

@@ -1,0 +1,1 @@
+"""The training pipeline's steps: data, validation, training, evaluation, release."""
