@@ -19,16 +19,22 @@ import asyncio
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-import bentoml
-import numpy as np
-from starlette.responses import JSONResponse, Response
+# A built Bento serves the core it was built with: its wheel (env/python/wheels, beside
+# src/) goes first on the path. In bentos/ of the project, the project's core is used.
+_BENTO_WHEELS = Path(__file__).resolve().parent.parent / "env" / "python" / "wheels"
+sys.path[:0] = [str(wheel) for wheel in sorted(_BENTO_WHEELS.glob("xray_core-*.whl"))]
 
-from xray.constants import GUARD_FILE
-from xray.guard import withholds_label
-from xray.serving import (
+import bentoml  # noqa: E402
+import numpy as np  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
+
+from xray.constants import GUARD_FILE  # noqa: E402
+from xray.guard import withholds_label  # noqa: E402
+from xray.serving import (  # noqa: E402
     DISCLAIMER,
     Explanation,
     RequestError,

@@ -1,6 +1,5 @@
 """BentoML packaging: the model store entry and the Bento of the prediction service."""
 
-import ast
 import json
 import shutil
 import tempfile
@@ -30,40 +29,83 @@ SERVICE_REQUIREMENTS = (
 """What the service imports; pinned to the versions installed here when a Bento is built."""
 
 
-def _xray_imports(path: Path) -> set[str]:
-    """The ``xray`` modules a file imports anywhere in it (function-local imports too)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "xray" and len(parts) > 1:
-                found.add(parts[1])
-    return {m for m in found if (PROJECT_ROOT / "xray" / f"{m}.py").is_file()}
+CORE_DISTRIBUTION = "xray_core"
+"""The wheel the core ships in: the whole ``xray`` package, nothing chosen by hand."""
 
 
-def service_modules() -> list[str]:
-    """The ``xray`` modules the service can import, found by reading the code.
+def _core_version(files: list[Path]) -> str:
+    """The project's version plus a hash of the core's files (a changed file, a new wheel)."""
+    import hashlib
+    import tomllib
 
-    The closure of every ``xray`` import in ``bentos/service.py`` and in the modules it
-    reaches, function-local imports included (a lazily imported module is still needed
-    when that function runs in the Bento). Computed, never a hand-kept list: a module
-    missing from the Bento fails only when a request reaches the code that imports it.
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+        version = str(project["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        version = "0"
+    return f"{version}+{digest.hexdigest()[:12]}"
+
+
+def build_core_wheel(out_dir: Path) -> Path:
+    """Builds the core (every module of ``xray/``) as a pure-Python wheel.
+
+    A standard wheel (PEP 427: ``METADATA``, ``WHEEL``, ``RECORD`` with hashes), written
+    with fixed timestamps so the same code gives the same bytes. It declares no
+    dependencies: the Bento's ``requirements.txt`` pins them. Pure Python, so it also
+    imports straight from the ``.whl`` file (zipimport).
 
     Returns:
-        Module names (``"model"`` for ``xray/model.py``), ``__init__`` first.
+        The wheel's path in ``out_dir``.
     """
-    todo, seen = [BENTO_DIR / "service.py"], {"__init__"}
-    while todo:
-        for module in _xray_imports(todo.pop()) - seen:
-            seen.add(module)
-            todo.append(PROJECT_ROOT / "xray" / f"{module}.py")
-    return ["__init__", *sorted(seen - {"__init__"})]
+    import base64
+    import hashlib
+    import zipfile
+
+    files = sorted((PROJECT_ROOT / "xray").glob("*.py"))
+    version = _core_version(files)
+    dist_info = f"{CORE_DISTRIBUTION}-{version}.dist-info"
+    entries: list[tuple[str, bytes]] = [(f"xray/{p.name}", p.read_bytes()) for p in files]
+    entries.append(
+        (
+            f"{dist_info}/METADATA",
+            (
+                "Metadata-Version: 2.1\n"
+                f"Name: {CORE_DISTRIBUTION.replace('_', '-')}\n"
+                f"Version: {version}\n"
+                "Summary: Chest X-ray classifier core (decode, guard, model); not a "
+                "medical device\n"
+                "Requires-Python: >=3.11\n"
+            ).encode(),
+        )
+    )
+    entries.append(
+        (
+            f"{dist_info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: xray.packaging\nRoot-Is-Purelib: true\n"
+            b"Tag: py3-none-any\n",
+        )
+    )
+
+    def record_line(name: str, data: bytes) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+        return f"{name},sha256={digest.decode()},{len(data)}"
+
+    record = "\n".join([*(record_line(n, d) for n, d in entries), f"{dist_info}/RECORD,,"])
+    entries.append((f"{dist_info}/RECORD", (record + "\n").encode()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheel = out_dir / f"{CORE_DISTRIBUTION}-{version}-py3-none-any.whl"
+    tmp = wheel.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    tmp.replace(wheel)
+    return wheel
 
 
 def save_to_model_store(
@@ -105,9 +147,11 @@ def build_bento(
     """Builds the service's Bento from a clean context holding only what it needs.
 
     The context gets ``bentos/service.py``, ``bentos/bentofile.yaml``, ``model_tag.txt``
-    (so the Bento always serves the model it was built for), the ``xray``
-    modules the service imports (:func:`service_modules`) and a ``requirements.txt``
-    pinned to this environment; nothing else from the project can end up in the Bento.
+    (so the Bento always serves the model it was built for), the core as a wheel
+    (:func:`build_core_wheel`; the service imports it from the Bento, and
+    ``bentoml containerize`` installs it) and a ``requirements.txt`` pinned to this
+    environment; nothing else from the project can end up in the Bento. ``bentoml build``
+    runs in its own process, against that wheel: nothing in this process changes.
 
     Args:
         model_tag: The BentoML model the Bento serves (pinned into it).
@@ -118,44 +162,41 @@ def build_bento(
 
     Returns:
         The Bento tag.
+
+    Raises:
+        RuntimeError: ``bentoml build`` failed (with the end of its output).
     """
     import os
+    import subprocess
     import sys
 
-    import bentoml
+    import yaml
 
     with tempfile.TemporaryDirectory(prefix="bento-ctx-") as tmp:
         ctx = Path(tmp)
-        for name in ("service.py", "bentofile.yaml"):
-            shutil.copy2(BENTO_DIR / name, ctx / name)
+        shutil.copy2(BENTO_DIR / "service.py", ctx / "service.py")
+        bentofile = yaml.safe_load((BENTO_DIR / "bentofile.yaml").read_text())
+        wheel = build_core_wheel(ctx / "wheels")
+        bentofile["python"]["wheels"] = [f"wheels/{wheel.name}"]
+        bentofile["labels"] = {**bentofile.get("labels", {}), **(labels or {})}
         if model_card:
-            import yaml
-
             (ctx / "MODEL_CARD.md").write_text(model_card)
-            bentofile = yaml.safe_load((ctx / "bentofile.yaml").read_text())
             bentofile["description"] = model_card
-            (ctx / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False))
-        (ctx / "xray").mkdir()
-        for module in service_modules():
-            shutil.copy2(PROJECT_ROOT / "xray" / f"{module}.py", ctx / "xray" / f"{module}.py")
+        (ctx / "bentofile.yaml").write_text(yaml.safe_dump(bentofile, sort_keys=False))
         (ctx / "requirements.txt").write_text("\n".join(pinned_requirements()) + "\n")
         (ctx / "model_tag.txt").write_text(model_tag + "\n")  # the Bento serves this model
-        previous = os.environ.get("XRAY_MODEL_TAG")
-        os.environ["XRAY_MODEL_TAG"] = model_tag  # the service class resolves its model
-        sys.modules.pop("service", None)  # a service imported by an earlier build keeps its tag
-        try:
-            bento = bentoml.bentos.build_bentofile(
-                str(ctx / "bentofile.yaml"),
-                build_ctx=str(ctx),
-                name=BENTO_NAME,
-                labels=labels or {},
+        env = {k: v for k, v in os.environ.items() if k != "XRAY_MODEL_TAG"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(wheel), env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "bentoml", "build", str(ctx)]
+        command += ["-f", str(ctx / "bentofile.yaml"), "--name", BENTO_NAME, "-o", "tag"]
+        done = subprocess.run(command, cwd=ctx, env=env, capture_output=True, text=True)
+        tags = [line for line in done.stdout.splitlines() if line.startswith("__tag__:")]
+        if done.returncode != 0 or not tags:
+            raise RuntimeError(
+                f"bentoml build failed (exit {done.returncode}): "
+                + (done.stderr or done.stdout)[-3000:]
             )
-        finally:
-            if previous is None:
-                os.environ.pop("XRAY_MODEL_TAG", None)
-            else:
-                os.environ["XRAY_MODEL_TAG"] = previous
-    return str(bento.tag)
+    return tags[-1].removeprefix("__tag__:").strip()
 
 
 def export_bento(tag: str) -> bytes:

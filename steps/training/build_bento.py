@@ -24,7 +24,7 @@ def build_bento(
         ArtifactConfig(name=BENTO_ARCHIVE_ARTIFACT, artifact_type=ArtifactType.SERVICE),
     ],
 ]:
-    """Builds a Bento from ``bentos/`` (service, build file, the xray modules it imports,
+    """Builds a Bento from ``bentos/`` (service, build file, the core as a wheel,
     the model card) and exports it to the artifact store, tied to the model version.
 
     The local BentoML store lives on the machine that ran the step (a cloud container on

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from conftest import bento_server
 
 from synthetic import encode, synthetic_pixels
 from xray.model import KerasModelFile, build_model, with_temperature
-from xray.packaging import build_bento, save_to_model_store, service_modules
+from xray.packaging import CORE_DISTRIBUTION, build_bento, save_to_model_store
 from xray.training import predict_probabilities
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 SIZE = 48
@@ -147,9 +150,16 @@ def test_bento_contains_only_what_the_service_needs(model_and_tag: tuple) -> Non
     bento = bentoml.get(tag)
     src = Path(bento.path) / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
-    assert files == {"service.py", "bentofile.yaml", "model_tag.txt"} | {
-        f"xray/{m}.py" for m in service_modules()
-    }
+    assert files == {"service.py", "bentofile.yaml", "model_tag.txt"}
+    # the core is one wheel holding every module of xray/, nothing chosen by hand
+    (wheel,) = (Path(bento.path) / "env" / "python" / "wheels").glob(f"{CORE_DISTRIBUTION}-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        record = next(n for n in names if n.endswith(".dist-info/RECORD"))
+        recorded = {line.split(",")[0] for line in archive.read(record).decode().splitlines()}
+    core = {f"xray/{p.name}" for p in (PROJECT_ROOT / "xray").glob("*.py")}
+    assert {n for n in names if n.startswith("xray/")} == core
+    assert recorded == names  # a valid wheel: every file is in RECORD
     info = yaml.safe_load((Path(bento.path) / "bento.yaml").read_text())
     assert (src / "model_tag.txt").read_text().strip() == model_and_tag[1]
     served = {m["tag"] for service in info["services"] for m in service["models"]}
@@ -167,7 +177,7 @@ import numpy as np
 from PIL import Image
 import service
 import xray
-assert xray.__file__.startswith(sys.argv[1]), xray.__file__
+assert xray.__file__.startswith(sys.argv[1]) and ".whl" in xray.__file__, xray.__file__
 from xray.gradcam import gradcam
 from xray.model import load_model, model_temperature
 from xray.serving import decode_upload
@@ -198,12 +208,13 @@ def test_built_bento_runs_a_calibrated_model_without_the_project(tmp_path: Path)
         metadata={"threshold": 0.5, "image_size": SIZE, "class_names": ["NORMAL", "PNEUMONIA"]},
         labels={"zenml_model_version": "7"},
     )
-    src = Path(bentoml.get(build_bento(tag)).path) / "src"
+    bento = Path(bentoml.get(build_bento(tag)).path)
+    src = bento / "src"
     site_packages = sysconfig.get_paths()["purelib"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), site_packages])}
     env.pop("XRAY_MODEL_TAG", None)  # the Bento's model_tag.txt decides
     result = subprocess.run(
-        [sys.executable, "-S", "-c", _IN_BENTO, str(src)],
+        [sys.executable, "-S", "-c", _IN_BENTO, str(bento)],
         cwd=src,
         env=env,
         capture_output=True,
