@@ -111,7 +111,7 @@ def main(
     """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack, or score
     new images with the production model (--pipeline inference)."""
     from stacks.registry import StackSpecError
-    from xray.loading import DataError
+    from xray.layout import DataError
 
     config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
     if dry_run and (pipeline_name != "training" or len(data) > 1):

@@ -124,7 +124,7 @@ def failure_summary() -> str:
 
 def run_pipeline(pipeline: Any, **kwargs: Any) -> Any:
     """Runs a pipeline; a failed run raises :class:`RunError` naming the failed steps."""
-    from xray.loading import DataError
+    from xray.layout import DataError
 
     try:
         return pipeline(**kwargs)

@@ -13,7 +13,6 @@ shared preprocessing (:func:`xray.preprocessing.prepare_image`), so scores equal
 """
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,12 +22,20 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, POSITIVE_CLASS, SPLIT_NAMES
+from xray.constants import CLASS_NAMES, POSITIVE_CLASS
 from xray.dataset import SkippedFile
 from xray.guard import InputGuard, Verdict, withholds_label
 from xray.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
 from xray.images import MAX_PIXELS, ImageError, decode_image
-from xray.loading import DataError, _is_hidden, locate
+from xray.layout import (
+    EXTENSIONS_TEXT,
+    DataError,
+    extension,
+    is_image_name,
+    list_folder,
+    locate,
+    path_truth,
+)
 from xray.metrics import classification_metrics
 from xray.patients import patient_id_or_file
 
@@ -47,14 +54,11 @@ UNKNOWN_LABEL = "unknown"
 FORWARD_BATCH = 64
 """Images per forward pass: bounds the model's activation memory, whatever ``batch_size``."""
 
-_EXTENSIONS = ".jpeg/.jpg/.png/.dcm"  # IMAGE_EXTENSIONS, as people write them
 EXPECTED_INPUT = (
-    f"expected one {_EXTENSIONS} file, or a folder of them (any nesting; images in "
+    f"expected one {EXTENSIONS_TEXT} file, or a folder of them (any nesting; images in "
     "NORMAL/ or PNEUMONIA/ class folders, directly or under train/val/test/, are scored "
     "against that class)"
 )
-_CLASS_INDEX = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
-_SPLITS = {name.lower() for name in SPLIT_NAMES}
 
 
 @dataclass(frozen=True)
@@ -92,26 +96,9 @@ class InferenceResult:
     skipped: list[SkippedFile] = field(default_factory=list)
 
 
-def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str, str | None]:
-    """The filesystem, the stripped path and what is there: ``"file"``, ``"folder"`` or None."""
-    return locate(root, "input")
-
-
-def _extension(name: str) -> str:
-    return os.path.splitext(name)[1].lower()
-
-
-def _truth(parts: list[str]) -> tuple[int | None, str]:
-    """The class a relative path's folders give (and the layout they show), if any."""
-    if len(parts) >= 2 and parts[0].lower() in _CLASS_INDEX:
-        return _CLASS_INDEX[parts[0].lower()], "single"
-    if len(parts) >= 3 and parts[0].lower() in _SPLITS and parts[1].lower() in _CLASS_INDEX:
-        return _CLASS_INDEX[parts[1].lower()], "kaggle"
-    return None, "unlabelled"
-
-
 def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
-    """Lists the images to score under ``root``, without reading their contents.
+    """Lists the images to score under ``root``, without reading their contents (the
+    lenient, inference reading of :mod:`xray.layout`).
 
     Args:
         root: A local path or fsspec URL (``s3://``, ``gs://``) to one image file or to
@@ -119,7 +106,8 @@ def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
             folders (case-insensitive; one class alone is fine), or ``train``/``val``/
             ``test`` folders holding them, is labelled; every other image below it (hidden
             files and folders excepted) is scored with an unknown truth. A folder holding
-            nothing but a ``chest_xray/`` folder (the Kaggle archive) is stepped into.
+            a ``chest_xray/`` folder (the Kaggle archive) and no image of its own is
+            stepped into.
 
     Returns:
         The images sorted by relative path, the files skipped for their extension, and
@@ -129,47 +117,37 @@ def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
         DataError: If ``root`` does not exist, is a file that is not a JPEG, PNG or DICOM, or
             is a folder with no image in it.
     """
-    fs, path, kind = _filesystem(root)
+    fs, path, kind = locate(root, "input")
     if kind is None:
         raise DataError(f"Input {root} does not exist: {EXPECTED_INPUT}. Check the path.")
     if kind == "file":
         name = path.rstrip("/").rsplit("/", 1)[-1]
-        ext = _extension(name)
-        if ext not in IMAGE_EXTENSIONS:
+        if not is_image_name(name):
             raise DataError(
-                f"Input file {root} is not an image file: its extension '{ext or 'none'}' "
-                f"is not one of {_EXTENSIONS.replace('/', ', ')}. Pass a JPEG, PNG or DICOM "
-                "file, or a folder of them."
+                f"Input file {root} is not an image file: its extension "
+                f"'{extension(name) or 'none'}' is not one of "
+                f"{EXTENSIONS_TEXT.replace('/', ', ')}. Pass a JPEG, PNG or DICOM file, or a "
+                "folder of them."
             )
         return [InputImage(fs.unstrip_protocol(path), name, None)], [], "file"
-
-    prefix = path.rstrip("/") + "/"
-    listed: list[tuple[str, str]] = []  # (full name, path relative to root)
-    for name in fs.find(path, withdirs=False):
-        rel = name[len(prefix) :] if name.startswith(prefix) else name.rsplit("/", 1)[-1]
-        if rel and not any(_is_hidden(part) for part in rel.split("/")):
-            listed.append((name, rel))
-    tops = {rel.split("/", 1)[0] for _, rel in listed}
-    only = next(iter(tops)) if len(tops) == 1 else ""
-    if only.lower() == "chest_xray" and all("/" in rel for _, rel in listed):
-        logger.info("Using the chest_xray/ folder inside %s", root)
-        listed = [(name, rel.split("/", 1)[1]) for name, rel in listed]
 
     files: list[InputImage] = []
     skipped: list[SkippedFile] = []
     layouts: set[str] = set()
-    for name, rel in sorted(listed, key=lambda item: item[1]):
-        ext = _extension(rel)
-        if ext not in IMAGE_EXTENSIONS:
+    for listed in list_folder(fs, root, path).files:
+        rel = listed.rel_path
+        if not is_image_name(rel):
+            ext = extension(rel)
             skipped.append(SkippedFile(rel, f"not an image file (extension '{ext or 'none'}')"))
             continue
-        truth, layout = _truth(rel.split("/"))
-        layouts.add(layout)
-        files.append(InputImage(fs.unstrip_protocol(name), rel, truth))
+        origin, truth = path_truth(rel)
+        if truth is not None:
+            layouts.add("kaggle" if origin else "single")
+        files.append(InputImage(listed.uri, rel, truth))
     if not files:
         others = f" ({len(skipped)} other file(s), e.g. {skipped[0].path})" if skipped else ""
         raise DataError(
-            f"No {_EXTENSIONS} image in the input folder {root}{others}: {EXPECTED_INPUT}."
+            f"No {EXTENSIONS_TEXT} image in the input folder {root}{others}: {EXPECTED_INPUT}."
         )
     layout = next((name for name in ("kaggle", "single") if name in layouts), "unlabelled")
     return files, skipped, layout

@@ -1,6 +1,7 @@
 """Finding and reading chest X-ray images from a local folder, ``s3://`` or ``gs://``.
 
-Two layouts are accepted (folder names case-insensitive):
+The folder is listed and read by the one layout reader, :mod:`xray.layout`; training
+accepts two layouts (folder names case-insensitive):
 
 - Kaggle: ``ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg`` (``val`` optional; an
   extra ``chest_xray/`` level, as the Kaggle archive has, is stepped into);
@@ -13,26 +14,29 @@ names the folder and says what was expected.
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import fsspec
 import numpy as np
 
-from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, SPLIT_NAMES
+from xray.constants import CLASS_NAMES, SPLIT_NAMES
 from xray.dataset import ImageDataset, SkippedFile
 from xray.images import MAX_PIXELS, ImageError, ImageInfo, decode_image, encode_png
-from xray.paths import is_uri
+from xray.layout import (
+    EXTENSIONS_TEXT,
+    SPLITS,
+    DataError,
+    extension,
+    is_image_name,
+    list_folder,
+    locate,
+    match_folders,
+)
 from xray.patients import patient_id_or_file
 
 logger = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """The data folder cannot be used as given; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -53,122 +57,13 @@ EXPECTED_LAYOUT = (
 )
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
-
 def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _entry_version(entry: dict[str, Any]) -> str:
-    """A cheap change marker for one listed file: size plus mtime, ETag or hash."""
-    for key in ("ETag", "etag", "md5Hash", "crc32c", "mtime", "LastModified", "updated"):
-        if entry.get(key) is not None:
-            return f"{entry.get('size')}:{entry[key]}"
-    return str(entry.get("size"))
-
-
-class _Folder:
-    """A listed folder on any fsspec filesystem, with case-insensitive child lookup."""
-
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
-        self.fs = fs
-        self.path = path.rstrip("/")
-        entries = fs.ls(self.path, detail=True)
-        self.dirs: dict[str, str] = {}
-        self.files: list[dict[str, Any]] = []
-        for entry in entries:
-            name = _basename(entry["name"])
-            if _is_hidden(name) or entry["name"].rstrip("/") == self.path:
-                continue
-            if entry["type"] == "directory":
-                self.dirs[name] = entry["name"].rstrip("/")
-            else:
-                self.files.append(entry)
-
-    def lookup(self, wanted: tuple[str, ...], what: str, where: str) -> dict[str, str]:
-        """Maps each wanted name (case-insensitively) to a child folder path.
-
-        Raises:
-            DataError: If a child folder is not one of ``wanted``, or two children only
-                differ by case.
-        """
-        found: dict[str, str] = {}
-        for name, path in self.dirs.items():
-            key = name.lower()
-            canonical = next((w for w in wanted if w.lower() == key), None)
-            if canonical is None:
-                raise DataError(
-                    f"Unknown {what} folder '{name}' in {where}: expected only "
-                    f"{', '.join(wanted)} (case-insensitive). Move or remove '{name}'."
-                )
-            if canonical in found:
-                raise DataError(
-                    f"Two {what} folders in {where} differ only by case: "
-                    f"'{_basename(found[canonical])}' and '{name}'. Merge them."
-                )
-            found[canonical] = path
-        return found
-
-
-def locate(
-    root: str, what: str = "data folder"
-) -> tuple[fsspec.AbstractFileSystem, str, str | None]:
-    """The filesystem of ``root`` (local, ``s3://``, ``gs://``), its stripped path, and
-    what is there: ``"folder"``, ``"file"`` or None.
-
-    Raises:
-        DataError: When ``root`` cannot be reached (a missing fsspec backend, network,
-            credentials, permissions), naming ``what`` it was and how to fix it.
-    """
-    try:
-        fs, path = fsspec.core.url_to_fs(root)
-        fs.invalidate_cache()  # remote listings are cached per process; always list afresh
-        if fs.isdir(path):
-            return fs, path, "folder"
-        return fs, path, "file" if fs.isfile(path) else None
-    except ImportError as exc:
-        raise DataError(f"Cannot read {root}: {exc}. Install the project's dependencies.") from exc
-    except Exception as exc:  # noqa: BLE001 - network, credentials, permissions...
-        hint = (
-            " Check your cloud credentials (AWS profile / GOOGLE_APPLICATION_CREDENTIALS) and "
-            "network access to the bucket."
-            if is_uri(root)
-            else ""
-        )
-        raise DataError(f"Cannot read the {what} {root}: {exc!r}.{hint}") from exc
-
-
-def _root_folder(root: str) -> tuple[fsspec.AbstractFileSystem, _Folder]:
-    fs, path, kind = locate(root)
-    if kind != "folder":
-        raise DataError(
-            f"Data folder {root} does not exist or is not a folder. Pass --data with a "
-            f"folder that holds the images ({EXPECTED_LAYOUT})."
-        )
-    folder = _Folder(fs, path)
-    lower = {name.lower() for name in folder.dirs}
-    known = {n.lower() for n in SPLIT_NAMES + CLASS_NAMES}
-    if not lower & known and "chest_xray" in lower:
-        name = next(n for n in folder.dirs if n.lower() == "chest_xray")
-        logger.info("Using the chest_xray/ folder inside %s", root)
-        folder = _Folder(fs, folder.dirs[name])
-    return fs, folder
-
-
-def _class_folders(folder: _Folder, where: str) -> dict[str, str]:
-    classes = folder.lookup(CLASS_NAMES, "class", where)
-    missing = [c for c in CLASS_NAMES if c not in classes]
-    if missing:
-        raise DataError(
-            f"Missing class folder(s) {', '.join(missing)} in {where}: {EXPECTED_LAYOUT}."
-        )
-    return classes
-
-
 def discover_images(root: str) -> tuple[list[FoundFile], list[SkippedFile], str]:
-    """Lists every image under ``root`` with its label and origin split.
+    """Lists every image under ``root`` with its label and origin split (the strict,
+    training reading of :mod:`xray.layout`).
 
     Args:
         root: A local folder, or an ``s3://`` / ``gs://`` URI (any fsspec URL).
@@ -181,54 +76,56 @@ def discover_images(root: str) -> tuple[list[FoundFile], list[SkippedFile], str]
         DataError: If the folder does not exist, has an unknown class or split folder,
             or a class folder holds no image.
     """
-    fs, top = _root_folder(root)
-    top_names = {n.lower() for n in top.dirs}
-    if top_names & set(SPLIT_NAMES):
+    fs, path, kind = locate(root)
+    if kind != "folder":
+        raise DataError(
+            f"Data folder {root} does not exist or is not a folder. Pass --data with a "
+            f"folder that holds the images ({EXPECTED_LAYOUT})."
+        )
+    listing = list_folder(fs, root, path)
+    top = listing.subfolders()
+    if {n.lower() for n in top} & set(SPLITS):
         layout = "kaggle"
-        splits = top.lookup(SPLIT_NAMES, "split", root)
+        splits = match_folders(top, SPLIT_NAMES, "split", root)
         for required in ("train", "test"):
             if required not in splits:
                 raise DataError(
                     f"The Kaggle layout in {root} has no '{required}/' folder: {EXPECTED_LAYOUT}."
                 )
         groups = [(split, splits[split]) for split in SPLIT_NAMES if split in splits]
-    elif top_names & {c.lower() for c in CLASS_NAMES} or top.dirs:
+    elif top:
         layout = "single"
-        groups = [("", top.path)]
+        groups = [("", "")]
     else:
         raise DataError(f"No image folders in {root}: {EXPECTED_LAYOUT}.")
 
     found: list[FoundFile] = []
     skipped: list[SkippedFile] = []
-    prefix = top.path + "/"
-    for origin, split_path in groups:
-        where = f"{root.rstrip('/')}/{origin}" if origin else root
-        split_folder = top if not origin else _Folder(fs, split_path)
-        classes = _class_folders(split_folder, where)
+    for origin, split_rel in groups:
+        where = listing.where(split_rel)
+        classes = match_folders(listing.subfolders(split_rel), CLASS_NAMES, "class", where)
+        missing = [c for c in CLASS_NAMES if c not in classes]
+        if missing:
+            raise DataError(
+                f"Missing class folder(s) {', '.join(missing)} in {where}: {EXPECTED_LAYOUT}."
+            )
         for label, class_name in enumerate(CLASS_NAMES):
-            class_folder = _Folder(fs, classes[class_name])
-            rel_dir = class_folder.path[len(prefix) :]
-            for sub in class_folder.dirs.values():
-                skipped.append(SkippedFile(sub[len(prefix) :] + "/", "nested folder (ignored)"))
+            class_rel = classes[class_name]
+            for sub in listing.subfolders(class_rel).values():
+                skipped.append(SkippedFile(sub + "/", "nested folder (ignored)"))
             n_images = 0
-            for entry in sorted(class_folder.files, key=lambda e: e["name"]):
-                rel = entry["name"][len(prefix) :]
-                ext = os.path.splitext(rel)[1].lower()
-                if ext not in IMAGE_EXTENSIONS:
+            for f in listing.files_in(class_rel):
+                if not is_image_name(f.rel_path):
+                    ext = extension(f.rel_path)
                     skipped.append(
-                        SkippedFile(rel, f"not an image file (extension '{ext or 'none'}')")
+                        SkippedFile(f.rel_path, f"not an image file (extension '{ext or 'none'}')")
                     )
                     continue
-                uri = fs.unstrip_protocol(entry["name"])
-                found.append(
-                    FoundFile(
-                        uri, rel, label, origin, int(entry.get("size") or 0), _entry_version(entry)
-                    )
-                )
+                found.append(FoundFile(f.uri, f.rel_path, label, origin, f.size, f.version))
                 n_images += 1
             if n_images == 0:
                 raise DataError(
-                    f"Class folder {root.rstrip('/')}/{rel_dir} holds no .jpeg/.jpg/.png/.dcm "
+                    f"Class folder {listing.where(class_rel)} holds no {EXTENSIONS_TEXT} "
                     f"image. Every class needs images; add some or fix the path."
                 )
     return found, skipped, layout

@@ -150,3 +150,20 @@ def test_fingerprint_ignores_order_but_not_content(single_folder: Path) -> None:
 def test_discover_reports_layout(kaggle_tree: Path, single_folder: Path) -> None:
     assert discover_images(str(kaggle_tree))[2] == "kaggle"
     assert discover_images(str(single_folder))[2] == "single"
+
+
+def test_training_and_inference_read_a_folder_the_same_way(kaggle_tree: Path) -> None:
+    """One layout reader (xray.layout): the same files, paths and classes for both."""
+    from xray.inference import find_inputs
+
+    (kaggle_tree / "README.txt").write_text("downloaded from Kaggle")
+    (kaggle_tree / "train" / "NORMAL" / ".DS_Store").write_bytes(b"junk")
+    found, _, layout = discover_images(str(kaggle_tree))
+    inputs, _, inference_layout = find_inputs(str(kaggle_tree))
+    assert layout == inference_layout == "kaggle"
+    assert sorted((f.rel_path, f.label) for f in found) == [(i.rel_path, i.truth) for i in inputs]
+    outer = kaggle_tree.parent / "download"
+    shutil.copytree(kaggle_tree, outer / "chest_xray")
+    (outer / "LICENSE.txt").write_text("CC BY 4.0")  # not an image: still stepped into
+    assert [f.rel_path for f in discover_images(str(outer))[0]] == [f.rel_path for f in found]
+    assert [i.rel_path for i in find_inputs(str(outer))[0]] == [i.rel_path for i in inputs]
