@@ -200,6 +200,46 @@ class ReleaseRecord(Record):
             "zenml_model_version": self.model_version,
         }
 
+    def version_metadata(self) -> dict[str, Any]:
+        """What the ZenML model version carries: the served facts, plus the training,
+        data and external figures a user of the version needs (``register_model``)."""
+        from xray.external import HEADLINE
+
+        evaluation, training, validation = self.evaluation, self.training, self.validation
+        served = {k: v for k, v in self.served_metadata().items() if not k.startswith("zenml_")}
+        facts: dict[str, Any] = {
+            **served,
+            "metrics": {
+                **self.metrics.model_dump(),
+                "val_sensitivity": evaluation.val_sensitivity,
+                "val_specificity": evaluation.val_specificity,
+            },
+            "threshold_rule": evaluation.threshold_rule,
+            "pretrained": training.pretrained,
+            "backbone": training.backbone,
+            "mlflow_run_id": training.mlflow_run_id or "",
+            "bentoml_model_tag": self.bentoml_model_tag or "",
+            "bento_tag": self.bento_tag or "",
+            "data_sources": self.sources,
+            "data_validation": {
+                "passed": validation.passed,
+                "warnings": validation.warnings,
+                "drift_share": validation.drift_share,
+            },
+            "metrics_scope": "in-split: the test split comes from the training data's collection",
+        }
+        if self.external.sets:
+            facts["external"] = {
+                name: {
+                    "source": result.source,
+                    "n": result.n,
+                    "metrics": {k: getattr(result.metrics, k) for k in HEADLINE},
+                    "ci95": {k: result.intervals[k] for k in HEADLINE},
+                }
+                for name, result in self.external.sets.items()
+            }
+        return facts
+
 
 class PromotionDecision(Record):
     """Whether a version became production, and every reason (:class:`xray.promotion.Decision`)."""

@@ -115,15 +115,15 @@ class QualityGateConfig(Settings):
     max_near_constant: int = Field(0, ge=0, description="near-constant images allowed")
 
 
-class DriftGateConfig(Settings):
-    """``check_data_drift``: thresholds of the drift gate (val and test vs train)."""
+class DriftTest(Settings):
+    """The Evidently drift test, as the training gate and batch inference both run it."""
 
-    mode: Literal["fail", "warn"] = Field("fail", description="`fail` or `warn`, as above")
     max_drift_share: float = Field(
         0.2,
         ge=0,
         le=1,
-        description="largest share of drifted statistics allowed for val and for test (vs train)",
+        description="largest share of drifted statistics that is not drift (training: val "
+        "and test vs train; inference: the new images vs the model's training images)",
     )
     columns: list[str] = Field(
         default_factory=lambda: list(DRIFT_COLUMNS),
@@ -139,6 +139,12 @@ class DriftGateConfig(Settings):
     threshold: float | None = Field(
         None, description="per-column drift threshold of that method (null: its default)"
     )
+
+
+class DriftGateConfig(DriftTest):
+    """``check_data_drift``: thresholds of the drift gate (val and test vs train)."""
+
+    mode: Literal["fail", "warn"] = Field("fail", description="`fail` or `warn`, as above")
 
 
 class TrainConfig(Settings):
@@ -354,7 +360,7 @@ class BatchPredictSettings(Settings):
     )
 
 
-class InferenceDriftSettings(Settings):
+class InferenceDriftSettings(DriftTest):
     """``check_inference_drift``: new images against the model's training images."""
 
     min_images: int = Field(
@@ -362,29 +368,10 @@ class InferenceDriftSettings(Settings):
         ge=2,
         description="fewer new images are not tested for drift (`drift.json` says so)",
     )
-    max_drift_share: float = Field(
-        0.2, ge=0, le=1, description="share of drifted statistics that counts as drift"
-    )
-    columns: list[str] = Field(
-        default_factory=lambda: list(DRIFT_COLUMNS),
-        description="statistics compared (as `check_data_drift.config.columns`)",
-    )
-    method: str | None = Field(
-        None, description="Evidently drift method (as `check_data_drift.config.method`)"
-    )
-    threshold: float | None = Field(
-        None, description="per-column drift threshold (as `check_data_drift.config.threshold`)"
-    )
 
     def gate(self) -> DriftGateConfig:
         """The drift test's settings (never failing on its own: ``handle_drift`` decides)."""
-        return DriftGateConfig(
-            mode="warn",
-            max_drift_share=self.max_drift_share,
-            columns=self.columns,
-            method=self.method,
-            threshold=self.threshold,
-        )
+        return DriftGateConfig(mode="warn", **self.model_dump(include=set(DriftTest.model_fields)))
 
 
 class DriftActionSettings(Settings):

@@ -1,12 +1,11 @@
 """Step: record the trained model's facts on its ZenML Model version."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from zenml import get_step_context, step
 
 from xray.constants import REGISTERED_RELEASE_ARTIFACT
-from xray.external import HEADLINE
 from xray.records import ReleaseRecord
 
 logger = logging.getLogger(__name__)
@@ -35,43 +34,9 @@ def register_model(
         The release record completed with the BentoML model and Bento tags.
     """
     version = get_step_context().model
-    evaluation, training, validation = release.evaluation, release.training, release.validation
-    facts: dict[str, Any] = {
-        "metrics": {
-            **release.metrics.model_dump(),
-            "val_sensitivity": evaluation.val_sensitivity,
-            "val_specificity": evaluation.val_specificity,
-        },
-        "threshold": release.threshold,
-        "threshold_rule": evaluation.threshold_rule,
-        "image_size": release.image_size,
-        "class_names": release.class_names,
-        "data_fingerprint": release.data_fingerprint,
-        "pretrained": training.pretrained,
-        "backbone": training.backbone,
-        "mlflow_run_id": training.mlflow_run_id or "",
-        "bentoml_model_tag": bentoml_model_tag,
-        "bento_tag": bento_tag,
-        "data_sources": release.sources,
-        "data_validation": {
-            "passed": validation.passed,
-            "warnings": validation.warnings,
-            "drift_share": validation.drift_share,
-        },
-        "metrics_scope": "in-split: the test split comes from the training data's collection",
-    }
-    if release.external.sets:
-        facts["external"] = {
-            name: {
-                "source": result.source,
-                "n": result.n,
-                "metrics": {k: getattr(result.metrics, k) for k in HEADLINE},
-                "ci95": {k: result.intervals[k] for k in HEADLINE},
-            }
-            for name, result in release.external.sets.items()
-        }
-    version.log_metadata(facts)
-    logger.info("Registered %s version %s", version.name, version.version)
-    return release.model_copy(
+    registered = release.model_copy(
         update={"bentoml_model_tag": bentoml_model_tag, "bento_tag": bento_tag}
     )
+    version.log_metadata(registered.version_metadata())
+    logger.info("Registered %s version %s", version.name, version.version)
+    return registered
