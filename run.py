@@ -11,7 +11,7 @@ import click
 from application.score import score
 from application.train import compile_for, train
 from application.workspace import DEFAULT_DATA, PROJECT_ROOT, RunError, prepare_stack, resolve_data
-from xray.settings import DRIFT_ACTIONS
+from xray.logic.settings import DRIFT_ACTIONS
 
 PIPELINES = ("training", "inference")
 DEFAULT_OUT = "outputs/inference"
@@ -111,7 +111,7 @@ def main(
     """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack, or score
     new images with the production model (--pipeline inference)."""
     from stacks.registry import StackSpecError
-    from xray.layout import DataError
+    from xray.io.layout import DataError
 
     config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
     if dry_run and (pipeline_name != "training" or len(data) > 1):

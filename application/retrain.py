@@ -20,7 +20,7 @@ from application.workspace import (
     ensure_zenml_repository,
     latest_run,
 )
-from xray.records import RetrainResult
+from xray.logic.records import RetrainResult
 
 RETRAIN_SPLIT = {
     "steps": {"split_dataset": {"parameters": {"config": {"use_official_test": False}}}}

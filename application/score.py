@@ -15,7 +15,7 @@ from application.workspace import (
     output,
     run_pipeline,
 )
-from xray.constants import (
+from xray.logic.constants import (
     DRIFT_RESPONSE_ARTIFACT,
     INFERENCE_DRIFT_ARTIFACT,
     INFERENCE_DRIFT_REPORT_ARTIFACT,
@@ -23,8 +23,8 @@ from xray.constants import (
     MODEL_NAME,
     PREDICTIONS_ARTIFACT,
 )
-from xray.records import DriftResult, InferenceSummary, RetrainResult
-from xray.settings import PIPELINE_STEPS, DriftActionSettings, shipped_values
+from xray.logic.records import DriftResult, InferenceSummary, RetrainResult
+from xray.logic.settings import PIPELINE_STEPS, DriftActionSettings, shipped_values
 
 
 @dataclass

@@ -18,7 +18,7 @@ import os
 import sys
 
 from application.workspace import PROJECT_ROOT, ensure_zenml_repository
-from xray.constants import MODEL_NAME
+from xray.logic.constants import MODEL_NAME
 
 BENTO_DIR = PROJECT_ROOT / "bentos"
 

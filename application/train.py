@@ -16,9 +16,9 @@ from application.workspace import (
     run_pipeline,
     where_to_look,
 )
-from xray.constants import PROMOTION_ARTIFACT, REGISTERED_RELEASE_ARTIFACT
-from xray.paths import is_uri
-from xray.records import PromotionDecision, ReleaseRecord
+from xray.io.paths import is_uri
+from xray.logic.constants import PROMOTION_ARTIFACT, REGISTERED_RELEASE_ARTIFACT
+from xray.logic.records import PromotionDecision, ReleaseRecord
 
 NOT_A_DEVICE = (
     "This model is a demonstration, not a medical device: do not use its predictions for diagnosis."

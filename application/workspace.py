@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xray.paths import is_uri
+from xray.io.paths import is_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = "data/sample"
@@ -34,7 +34,7 @@ def resolve_data(data: str | None) -> str:
     becomes relative to it, any other local path absolute; URIs (``s3://``, ``gs://``)
     pass through.
     """
-    from xray.kaggle import download_kaggle_dataset
+    from xray.io.kaggle import download_kaggle_dataset
 
     if data is None:
         return DEFAULT_DATA
@@ -124,7 +124,7 @@ def failure_summary() -> str:
 
 def run_pipeline(pipeline: Any, **kwargs: Any) -> Any:
     """Runs a pipeline; a failed run raises :class:`RunError` naming the failed steps."""
-    from xray.layout import DataError
+    from xray.io.layout import DataError
 
     try:
         return pipeline(**kwargs)

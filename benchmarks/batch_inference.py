@@ -1,7 +1,7 @@
 """Batch inference: streaming ``score_images`` vs the seed-style flow_from_directory + predict.
 
 Both score the real Kaggle train split (5,216 JPEGs) with the default-config model
-(``compact_cnn`` at 160 px, built by ``xray.model.build_model``, untrained: the speed and
+(``compact_cnn`` at 160 px, built by ``xray.ml.model.build_model``, untrained: the speed and
 memory of a forward pass do not depend on the weights). Ours also lists the folder,
 checks every file, computes the drift statistics and decodes with the shared
 preprocessing; the seed-style peer (Keras ``ImageDataGenerator.flow_from_directory``,
@@ -38,13 +38,13 @@ def _rss_mb() -> float:
 
 
 def _model() -> object:
-    from xray.model import build_model
+    from xray.ml.model import build_model
 
     return build_model(backbone=BACKBONE, image_size=IMAGE_SIZE, weights=None).model
 
 
 def measure_ours(data: str, batch_size: int, workers: int) -> dict[str, float]:
-    from xray.inference import find_inputs, score_images
+    from xray.ml.inference import find_inputs, score_images
 
     model = _model()
     before = _rss_mb()

@@ -36,9 +36,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
 
-    from xray.loading import load_images
-    from xray.split import assign_groups
-    from xray.training import TrainConfig, train_classifier
+    from xray.io.loading import load_images
+    from xray.logic.split import assign_groups
+    from xray.ml.training import TrainConfig, train_classifier
 
     full = load_images(str(args.data))
     step = max(1, len(full) // (args.images * 2))

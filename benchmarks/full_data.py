@@ -59,7 +59,7 @@ out = Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
 run = Client().list_pipeline_runs(pipeline_name="training", sort_by="desc:created", size=1).items[0]
 (out / "model.keras").write_bytes(version.get_artifact("keras_model").load().data)
-from xray.settings import SplitSettings
+from xray.logic.settings import SplitSettings
 parameters = run.steps["split_dataset"].config.parameters
 split = SplitSettings.model_validate(parameters.get("config") or {})
 (out / "model.json").write_text(json.dumps({

@@ -1,7 +1,7 @@
 """The input guard measured: acceptance of in-split chest X-rays, refusal of everything else.
 
 The guard is fitted exactly as the training pipeline's ``fit_input_guard`` step fits it
-(:func:`xray.guard.fit_guard` on the training split, threshold on validation, target
+(:func:`xray.ml.guard.fit_guard` on the training split, threshold on validation, target
 0.99), on the model exported by ``benchmarks/full_data.py --export DIR`` and the same
 patient-level split. Then:
 
@@ -12,12 +12,12 @@ patient-level split. Then:
   crops of them (scikit-image, matplotlib), grayscale faces (scikit-image's LFW subset),
   CT/MR/dose slices (pydicom's test files), noise, rendered text, chart screenshots, and
   test X-rays inverted or rotated by 90/180/270 degrees. Each item goes the service's
-  way: :func:`xray.serving.decode_upload` (a decode refusal is a 400, counted apart),
+  way: :func:`xray.ml.serving.decode_upload` (a decode refusal is a 400, counted apart),
   then the guard;
 - the **baseline** is the same model without a guard, which answers every input: its
   share of PNEUMONIA labels on the corpus is reported;
 - **acceptance under shift**: the test images under each acquisition change of
-  ``xray/shifts.py`` (a collection from another site looks like this; the guard should
+  ``xray/logic/shifts.py`` (a collection from another site looks like this; the guard should
   keep answering it);
 - the guard's **cost** per image next to the forward pass, in the same run.
 
@@ -171,7 +171,7 @@ def _screenshots(rng: np.random.Generator) -> dict[str, bytes]:
 
 
 def _altered_xrays(test_images: list[bytes], rng: np.random.Generator) -> dict[str, bytes]:
-    from xray.images import decode_image
+    from xray.io.images import decode_image
 
     out = {}
     chosen = rng.choice(len(test_images), 50, replace=False)
@@ -202,7 +202,7 @@ def build_corpus(test_images: list[bytes], seed: int = 0) -> dict[str, bytes]:
 def _prepared(images: list[bytes], size: int) -> np.ndarray:
     """The model inputs of encoded images, through the training input pipeline (as the
     ``fit_input_guard`` step prepares them)."""
-    from xray.preprocessing import make_dataset
+    from xray.ml.preprocessing import make_dataset
 
     batches = make_dataset(images, None, size, batch_size=64, cache=False)
     return np.concatenate([batch.numpy() for batch in batches])
@@ -221,11 +221,11 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from xray.guard import embedding_model, features_and_embeddings, fit_guard
-    from xray.loading import load_images
-    from xray.model import load_model, model_image_size
-    from xray.serving import RequestError, decode_upload
-    from xray.split import split_by_patient
+    from xray.io.loading import load_images
+    from xray.logic.split import split_by_patient
+    from xray.ml.guard import embedding_model, features_and_embeddings, fit_guard
+    from xray.ml.model import load_model, model_image_size
+    from xray.ml.serving import RequestError, decode_upload
 
     model_dir = Path(args.model)
     info = json.loads((model_dir / "model.json").read_text())
@@ -264,9 +264,9 @@ def main() -> None:
         ],
     }
 
-    # Acceptance under the acquisition changes of xray/shifts.py (a data set from another
+    # Acceptance under the acquisition changes of xray/logic/shifts.py (a data set from another
     # site is "shifted"; the guard should keep answering it): 300 test images per shift.
-    from xray.shifts import SHIFTS, shift_images
+    from xray.logic.shifts import SHIFTS, shift_images
 
     sample_index = np.random.default_rng(1).choice(len(labels), 300, replace=False)
     sample_images = [splits["test"].images[i] for i in sample_index]

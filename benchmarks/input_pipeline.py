@@ -30,8 +30,8 @@ def seed_images_per_s(data: Path, batches: int) -> float:
 
 
 def ours(data: Path) -> dict[str, float]:
-    from xray.loading import load_images
-    from xray.preprocessing import make_dataset
+    from xray.io.loading import load_images
+    from xray.ml.preprocessing import make_dataset
 
     start = time.perf_counter()
     dataset = load_images(str(data))

@@ -22,7 +22,7 @@ from common import PROJECT_ROOT, SHARED, save
 LOAD = SHARED / "bench" / "load.py"
 BASELINE = SHARED / "bench" / "seed_fastapi_baseline.py"
 BASELINE_LAUNCHER = (
-    "import runpy, sys; from xray.model import register_custom_objects; "
+    "import runpy, sys; from xray.ml.model import register_custom_objects; "
     "register_custom_objects(); sys.argv = sys.argv[1:]; "
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )

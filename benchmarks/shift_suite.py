@@ -1,6 +1,6 @@
 """The shift suite: models side by side on their in-split test images under controlled
 acquisition changes (exposure, contrast, gamma, blur, sharpening, noise, JPEG quality,
-crop/zoom, borders, rotation, resolution; see ``xray/shifts.py``).
+crop/zoom, borders, rotation, resolution; see ``xray/logic/shifts.py``).
 
 Each model is a folder written by ``benchmarks/full_data.py --export DIR`` (its
 ``model.keras`` and its ``model.json``: decision threshold and split settings). The data
@@ -31,8 +31,8 @@ from common import SHARED_TRAIN, save
 
 
 def _load_splits(data: Path, split: dict[str, Any]) -> Any:
-    from xray.loading import load_images
-    from xray.split import split_by_patient
+    from xray.io.loading import load_images
+    from xray.logic.split import split_by_patient
 
     dataset = load_images(str(data))
     splits, _info = split_by_patient(
@@ -58,10 +58,10 @@ def _threshold_rules(
 ) -> dict:
     """Each rule's threshold on validation, and the test split at it, in-split and under
     every shift (mean and worst over the shifts)."""
-    from xray.metrics import choose_threshold
-    from xray.model import model_image_size
-    from xray.shifts import balanced_sample, operating_points, shifted_predictions
-    from xray.training import predict_probabilities
+    from xray.logic.metrics import choose_threshold
+    from xray.logic.shifts import balanced_sample, operating_points, shifted_predictions
+    from xray.ml.model import model_image_size
+    from xray.ml.training import predict_probabilities
 
     size = model_image_size(model["model"])
 
@@ -101,10 +101,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from xray.metrics import bootstrap_intervals, classification_metrics
-    from xray.model import load_model, model_image_size
-    from xray.shifts import SHIFTS, balanced_sample, shift_images
-    from xray.training import predict_probabilities
+    from xray.logic.metrics import bootstrap_intervals, classification_metrics
+    from xray.logic.shifts import SHIFTS, balanced_sample, shift_images
+    from xray.ml.model import load_model, model_image_size
+    from xray.ml.training import predict_probabilities
 
     models = {}
     for item in args.model:

@@ -33,8 +33,8 @@ VARIANTS = {
 def _throughput(images: Any, labels: Any, flags: dict[str, bool], steps: int, rounds: int) -> float:
     import keras
 
-    from xray.model import build_model
-    from xray.preprocessing import make_dataset
+    from xray.ml.model import build_model
+    from xray.ml.preprocessing import make_dataset
 
     keras.utils.set_random_seed(42)
     model = build_model(
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--name", default="training_cost", help="results/<name>.json")
     args = parser.parse_args()
 
-    from xray.loading import load_images
+    from xray.io.loading import load_images
 
     dataset = load_images(str(args.data))
     pick = np.random.default_rng(0).permutation(len(dataset))[:1024]

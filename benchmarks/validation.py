@@ -42,10 +42,15 @@ def main() -> None:
     parser.add_argument("data", nargs="?", type=Path, default=SHARED_TRAIN)
     args = parser.parse_args()
 
-    from xray.image_stats import statistics_table
-    from xray.loading import load_images
-    from xray.split import split_by_patient
-    from xray.validation import DriftGateConfig, QualityGateConfig, drift_report, quality_report
+    from xray.integrations.validation import (
+        DriftGateConfig,
+        QualityGateConfig,
+        drift_report,
+        quality_report,
+    )
+    from xray.io.image_stats import statistics_table
+    from xray.io.loading import load_images
+    from xray.logic.split import split_by_patient
 
     dataset = load_images(str(args.data))
     splits, _ = split_by_patient(dataset, 0.2, 0.2, seed=42)

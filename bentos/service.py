@@ -32,9 +32,9 @@ import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 
-from xray.constants import GUARD_FILE  # noqa: E402
-from xray.guard import withholds_label  # noqa: E402
-from xray.serving import (  # noqa: E402
+from xray.logic.constants import GUARD_FILE  # noqa: E402
+from xray.ml.guard import withholds_label  # noqa: E402
+from xray.ml.serving import (  # noqa: E402
     DISCLAIMER,
     Explanation,
     RequestError,
@@ -177,8 +177,8 @@ class PneumoniaModel:
     def __init__(self) -> None:
         import tensorflow as tf
 
-        from xray.guard import embedding_model
-        from xray.model import load_model, model_image_size
+        from xray.ml.guard import embedding_model
+        from xray.ml.model import load_model, model_image_size
 
         self.model = load_model(self.bento_model.path_of("model.keras"))
         # With XRAY_GUARD_MODE=off no embedding is computed at all.
@@ -210,7 +210,7 @@ class PneumoniaModel:
     @bentoml.api
     def explain(self, image: np.ndarray) -> Explanation:
         """Grad-CAM map of one prepared image ``[S, S, 3]`` uint8, and P(PNEUMONIA)."""
-        from xray.gradcam import gradcam
+        from xray.ml.gradcam import gradcam
 
         heatmap, probability = gradcam(self.model, image)
         return Explanation.of(heatmap, probability)
@@ -250,7 +250,7 @@ class PneumoniaClassifier:
         """The guard's verdict per image; None each when the guard is off or absent."""
         if self.mode == "off" or self.guard is None:
             return [None] * len(pixels)
-        from xray.guard import image_features
+        from xray.ml.guard import image_features
 
         guard = self.guard
 
@@ -353,7 +353,7 @@ class PneumoniaClassifier:
     @bentoml.api(route="/explain")
     async def explain(self, image: Path) -> Any:
         """Grad-CAM overlay (PNG) of one image; P(PNEUMONIA) in the X-Probability header."""
-        from xray.gradcam import overlay_png
+        from xray.ml.gradcam import overlay_png
 
         try:
             pixels = await self._prepare(image, "image")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xray.records import DriftResult, InferenceSummary
+from xray.logic.records import DriftResult, InferenceSummary
 
 
 def _write_atomic(path: Path, text: str) -> None:

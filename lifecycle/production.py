@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from xray.constants import BENTO_ARCHIVE_ARTIFACT, MODEL_NAME
+from xray.logic.constants import BENTO_ARCHIVE_ARTIFACT, MODEL_NAME
 
 logger = logging.getLogger(__name__)
 

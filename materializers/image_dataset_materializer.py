@@ -1,4 +1,4 @@
-"""Stores an :class:`xray.dataset.ImageDataset` in any artifact store (local, S3, GCS)."""
+"""Stores an :class:`xray.logic.dataset.ImageDataset` in any artifact store (local, S3, GCS)."""
 
 import os
 from typing import Any, ClassVar
@@ -7,7 +7,7 @@ from zenml.enums import ArtifactType
 from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
-from xray.dataset import ImageDataset
+from xray.logic.dataset import ImageDataset
 
 INDEX_FILE = "index.json"
 BLOB_FILE = "images.bin"

@@ -1,4 +1,4 @@
-"""Stores a :class:`xray.model.KerasModelFile` as a native ``.keras`` file."""
+"""Stores a :class:`xray.ml.model.KerasModelFile` as a native ``.keras`` file."""
 
 import json
 import os
@@ -8,7 +8,7 @@ from zenml.enums import ArtifactType
 from zenml.materializers.base_materializer import BaseMaterializer
 from zenml.metadata.metadata_types import MetadataType
 
-from xray.model import KerasModelFile
+from xray.ml.model import KerasModelFile
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"
@@ -16,7 +16,7 @@ INFO_FILE = "model.json"
 
 class KerasModelMaterializer(BaseMaterializer):
     """Writes ``model.keras`` (loadable with ``keras.saving.load_model`` once the project's
-    custom layers are registered, see :func:`xray.model.load_model`) and its image size.
+    custom layers are registered, see :func:`xray.ml.model.load_model`) and its image size.
 
     ZenML's own TensorFlow materializer needs its ``tensorflow`` integration, which pins
     TF < 2.15 and so cannot be used with Keras 3; and this one needs no TensorFlow at all.

@@ -1,4 +1,4 @@
-"""Stores a :class:`xray.plots.PngFigure` and shows it as an image in the dashboard."""
+"""Stores a :class:`xray.reporting.plots.PngFigure` and shows it as an image in the dashboard."""
 
 import json
 import os
@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from xray.plots import PngFigure
+from xray.reporting.plots import PngFigure
 
 PNG_FILE = "figure.png"
 INFO_FILE = "figure.json"

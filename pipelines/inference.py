@@ -7,7 +7,7 @@ from zenml.enums import ModelStages
 from steps.inference.batch_predict import batch_predict
 from steps.inference.check_inference_drift import check_inference_drift
 from steps.inference.handle_drift import handle_drift
-from xray.constants import (
+from xray.logic.constants import (
     IMAGE_STATISTICS_ARTIFACT,
     INPUT_GUARD_ARTIFACT,
     MODEL_ARTIFACT,

@@ -25,9 +25,9 @@ from steps.training.register_model import register_model
 from steps.training.split_dataset import split_dataset
 from steps.training.train_model import train_model
 from steps.training.validation_gate import validation_gate
-from xray.constants import MODEL_NAME
-from xray.loading import listing_version
-from xray.paths import resolve_location
+from xray.io.loading import listing_version
+from xray.io.paths import resolve_location
+from xray.logic.constants import MODEL_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 
-from xray.constants import CLASS_NAMES
-from xray.patients import parse_patient_id
+from xray.logic.constants import CLASS_NAMES
+from xray.logic.patients import parse_patient_id
 
 
 def pick_patients(folder: Path, target: int, rng: random.Random) -> list[Path]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from stacks.registry import StackSpec, stack_values_file
-from xray.paths import is_relative_path, is_uri
+from xray.io.paths import is_relative_path, is_uri
 
 _ECR = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _GCP_REGISTRY = re.compile(r"^([a-z0-9-]+-docker\.pkg\.dev/[^/]+/[^/]+|([a-z]+\.)?gcr\.io/[^/]+)$")

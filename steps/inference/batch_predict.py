@@ -8,18 +8,18 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.utils.source_utils import get_source_root
 
-from xray.constants import (
+from xray.io.paths import resolve_location
+from xray.logic.constants import (
     INFERENCE_METRICS_ARTIFACT,
     INFERENCE_STATISTICS_ARTIFACT,
     PREDICTIONS_ARTIFACT,
 )
-from xray.guard import InputGuard
-from xray.inference import find_inputs, labelled_metrics, score_images
-from xray.metrics import finite
-from xray.model import KerasModelFile
-from xray.paths import resolve_location
-from xray.records import InferenceSummary
-from xray.settings import BatchPredictSettings
+from xray.logic.metrics import finite
+from xray.logic.records import InferenceSummary
+from xray.logic.settings import BatchPredictSettings
+from xray.ml.guard import InputGuard
+from xray.ml.inference import find_inputs, labelled_metrics, score_images
+from xray.ml.model import KerasModelFile
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +46,11 @@ def batch_predict(
     Args:
         model: The production model.
         threshold: The production model's decision threshold.
-        guard: The production model's input guard (:mod:`xray.guard`); None: no guard.
+        guard: The production model's input guard (:mod:`xray.ml.guard`); None: no guard.
         data_dir: Local folder or file, ``s3://`` or ``gs://``. Class folders
             (NORMAL/PNEUMONIA, optionally under train/val/test) give the truth.
         config: Batch size (at most two batches are held decoded at once) and the guard
-            mode (:class:`xray.settings.BatchPredictSettings`): ``refuse`` (refused images
+            mode (:class:`xray.logic.settings.BatchPredictSettings`): ``refuse`` (refused images
             get no label), ``flag`` (labelled, marked ``accepted=false``) or ``off``.
             Refused images never count in the metrics.
 

@@ -7,10 +7,10 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from xray.constants import INFERENCE_DRIFT_ARTIFACT, INFERENCE_DRIFT_REPORT_ARTIFACT
-from xray.records import DriftResult
-from xray.settings import InferenceDriftSettings
-from xray.validation import drift_report
+from xray.integrations.validation import drift_report
+from xray.logic.constants import INFERENCE_DRIFT_ARTIFACT, INFERENCE_DRIFT_REPORT_ARTIFACT
+from xray.logic.records import DriftResult
+from xray.logic.settings import InferenceDriftSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def check_inference_drift(
         config: Statistics compared, method, the drift share that counts as drift, and
             ``min_images``: fewer new images are not tested (a distribution test on a
             handful of images means nothing); the result says so
-            (:class:`xray.settings.InferenceDriftSettings`).
+            (:class:`xray.logic.settings.InferenceDriftSettings`).
 
     Returns:
         The HTML report and ``{"drift_detected", "share_drifted", "drifted_features",

@@ -11,9 +11,9 @@ from typing import Annotated
 
 from zenml import get_step_context, step
 
-from xray.constants import DRIFT_RESPONSE_ARTIFACT
-from xray.records import DriftResponse, DriftResult, RetrainResult
-from xray.settings import DriftActionSettings
+from xray.logic.constants import DRIFT_RESPONSE_ARTIFACT
+from xray.logic.records import DriftResponse, DriftResult, RetrainResult
+from xray.logic.settings import DriftActionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def handle_drift(
         drift: The drift result of ``check_inference_drift``.
         data_dir: The scored folder (the new data a retrain adds).
         config: ``on_drift`` and the retraining run config
-            (:class:`xray.settings.DriftActionSettings`).
+            (:class:`xray.logic.settings.DriftActionSettings`).
 
     Returns:
         The action taken, with the retraining run's outcome.

@@ -7,20 +7,24 @@ import mlflow
 from zenml import log_metadata, step
 
 from materializers import PngFigureMaterializer
-from xray.constants import (
+from xray.integrations.tracking import log_png
+from xray.logic.constants import (
     ERROR_ANALYSIS_ARTIFACT,
     ERROR_EXAMPLES_ARTIFACT,
     GRADCAM_EXAMPLES_ARTIFACT,
 )
-from xray.dataset import ImageDataset
-from xray.error_analysis import confident_errors, error_grid, subtype_results
-from xray.gradcam import gradcam_examples
-from xray.model import KerasModelFile
-from xray.plots import PngFigure
-from xray.records import ErrorAnalysis
-from xray.settings import ErrorAnalysisSettings
-from xray.tracking import log_png
-from xray.training import predict_probabilities
+from xray.logic.dataset import ImageDataset
+from xray.logic.records import ErrorAnalysis
+from xray.logic.settings import ErrorAnalysisSettings
+from xray.ml.model import KerasModelFile
+from xray.ml.training import predict_probabilities
+from xray.reporting.error_analysis import (
+    confident_errors,
+    error_grid,
+    gradcam_examples,
+    subtype_results,
+)
+from xray.reporting.plots import PngFigure
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ def analyze_errors(
         model: The served (calibrated) model.
         test_set: Test images.
         threshold: The decision threshold chosen on validation.
-        config: How many examples (:class:`xray.settings.ErrorAnalysisSettings`).
+        config: How many examples (:class:`xray.logic.settings.ErrorAnalysisSettings`).
 
     Returns:
         The error grid, the Grad-CAM grid, and ``{"subtypes": per-subtype results,

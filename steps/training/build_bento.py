@@ -7,9 +7,9 @@ from zenml import ArtifactConfig, get_step_context, log_metadata, step
 from zenml.enums import ArtifactType
 from zenml.types import MarkdownString
 
-from xray.constants import BENTO_ARCHIVE_ARTIFACT
-from xray.packaging import build_bento as build
-from xray.packaging import export_bento
+from xray.integrations.packaging import build_bento as build
+from xray.integrations.packaging import export_bento
+from xray.logic.constants import BENTO_ARCHIVE_ARTIFACT
 
 logger = logging.getLogger(__name__)
 

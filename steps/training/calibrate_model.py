@@ -8,13 +8,13 @@ from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
 from materializers import KerasModelMaterializer
-from xray.calibration import calibrate
-from xray.constants import MODEL_ARTIFACT, TEMPERATURE_ARTIFACT
-from xray.dataset import ImageDataset
-from xray.model import KerasModelFile, with_temperature
-from xray.records import CalibrationFit
-from xray.settings import CalibrationSettings
-from xray.training import predict_probabilities
+from xray.logic.calibration import calibrate
+from xray.logic.constants import MODEL_ARTIFACT, TEMPERATURE_ARTIFACT
+from xray.logic.dataset import ImageDataset
+from xray.logic.records import CalibrationFit
+from xray.logic.settings import CalibrationSettings
+from xray.ml.model import KerasModelFile, with_temperature
+from xray.ml.training import predict_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def calibrate_model(
     Args:
         trained_model: The model from ``train_model``.
         val_set: Validation images (the temperature is fitted on them only).
-        config: The gain needed to apply T (:class:`xray.settings.CalibrationSettings`).
+        config: The gain needed to apply T (:class:`xray.logic.settings.CalibrationSettings`).
 
     Returns:
         The model to evaluate and serve (calibrated or unchanged) and the fit

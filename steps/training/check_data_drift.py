@@ -8,9 +8,9 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from xray.constants import DRIFT_REPORT_ARTIFACT, DRIFT_VERDICT_ARTIFACT
-from xray.records import GateVerdict
-from xray.validation import DriftGateConfig, drift_report
+from xray.integrations.validation import DriftGateConfig, drift_report
+from xray.logic.constants import DRIFT_REPORT_ARTIFACT, DRIFT_VERDICT_ARTIFACT
+from xray.logic.records import GateVerdict
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def check_data_drift(
     Args:
         image_statistics: Statistics of every image with its split.
         config: Columns, method, threshold and mode (see
-            :class:`xray.validation.DriftGateConfig`).
+            :class:`xray.integrations.validation.DriftGateConfig`).
 
     Returns:
         The HTML report (verdict summary + one Evidently drift report per split) and the

@@ -8,10 +8,10 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import HTMLString
 
-from xray.constants import QUALITY_REPORT_ARTIFACT, QUALITY_VERDICT_ARTIFACT
-from xray.dataset import ImageDataset
-from xray.records import GateVerdict
-from xray.validation import QualityGateConfig, quality_report
+from xray.integrations.validation import QualityGateConfig, quality_report
+from xray.logic.constants import QUALITY_REPORT_ARTIFACT, QUALITY_VERDICT_ARTIFACT
+from xray.logic.dataset import ImageDataset
+from xray.logic.records import GateVerdict
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def check_data_quality(
     Args:
         dataset: The loaded data set (for the files skipped while loading).
         image_statistics: Statistics of every image with its split.
-        config: Thresholds and mode (see :class:`xray.validation.QualityGateConfig`).
+        config: Thresholds and mode (see :class:`xray.integrations.validation.QualityGateConfig`).
 
     Returns:
         The HTML report (verdict summary + Evidently DataSummaryPreset) and the verdict.

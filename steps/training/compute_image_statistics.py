@@ -7,10 +7,10 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from materializers import PngFigureMaterializer
-from xray.constants import DATA_OVERVIEW_ARTIFACT, IMAGE_STATISTICS_ARTIFACT
-from xray.dataset import ImageDataset
-from xray.image_stats import statistics_table
-from xray.plots import PngFigure, data_overview_figure
+from xray.io.image_stats import statistics_table
+from xray.logic.constants import DATA_OVERVIEW_ARTIFACT, IMAGE_STATISTICS_ARTIFACT
+from xray.logic.dataset import ImageDataset
+from xray.reporting.plots import PngFigure, data_overview_figure
 
 
 @step(output_materializers={DATA_OVERVIEW_ARTIFACT: PngFigureMaterializer})
@@ -28,7 +28,7 @@ def compute_image_statistics(
         test_set: Test images.
 
     Returns:
-        The statistics table (see :mod:`xray.image_stats`; the training rows are the
+        The statistics table (see :mod:`xray.io.image_stats`; the training rows are the
         drift reference for this model), and an overview figure: images and patients
         per class and split, and a few training images per class with their patients.
     """

@@ -5,9 +5,9 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.types import HTMLString, MarkdownString
 
-from xray.constants import MODEL_CARD_ARTIFACT, MODEL_CARD_HTML_ARTIFACT
-from xray.model_card import card_from_release, render_model_card
-from xray.records import ReleaseRecord
+from xray.logic.constants import MODEL_CARD_ARTIFACT, MODEL_CARD_HTML_ARTIFACT
+from xray.logic.records import ReleaseRecord
+from xray.reporting.model_card import card_from_release, render_model_card
 
 
 @step

@@ -9,21 +9,21 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from materializers import PngFigureMaterializer
-from xray.constants import (
+from xray.integrations.validation import DriftGateConfig, drift_report
+from xray.io.image_stats import statistics_table
+from xray.logic.constants import (
     EXTERNAL_DRIFT_REPORT_ARTIFACT,
     EXTERNAL_METRICS_ARTIFACT,
     EXTERNAL_PLOTS_ARTIFACT,
 )
-from xray.dataset import ImageDataset
-from xray.external import HEADLINE, drop_overlaps, score_set
-from xray.image_stats import statistics_table
-from xray.metrics import finite
-from xray.model import KerasModelFile
-from xray.plots import PngFigure, evaluation_figure, stack_pngs
-from xray.records import ExternalEvaluation, ExternalSet
-from xray.settings import ExternalEvaluationSettings
-from xray.training import predict_probabilities
-from xray.validation import DriftGateConfig, drift_report
+from xray.logic.dataset import ImageDataset
+from xray.logic.external import HEADLINE, drop_overlaps, score_set
+from xray.logic.metrics import finite
+from xray.logic.records import ExternalEvaluation, ExternalSet
+from xray.logic.settings import ExternalEvaluationSettings
+from xray.ml.model import KerasModelFile
+from xray.ml.training import predict_probabilities
+from xray.reporting.plots import PngFigure, evaluation_figure, stack_pngs
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def evaluate_external(
         test_set: In-split test images (overlap check).
         image_statistics: Statistics of the run's splits (the drift reference: train).
         config: Patient resamples for the intervals
-            (:class:`xray.settings.ExternalEvaluationSettings`).
+            (:class:`xray.logic.settings.ExternalEvaluationSettings`).
 
     Returns:
         Per set: source, counts, metrics, intervals, dropped files and drift; the

@@ -9,27 +9,27 @@ import numpy as np
 from zenml import log_metadata, step
 
 from materializers import PngFigureMaterializer
-from xray.constants import (
+from xray.integrations.tracking import log_png
+from xray.logic.constants import (
     CALIBRATION_PLOT_ARTIFACT,
     EVALUATION_ARTIFACT,
     EVALUATION_PLOTS_ARTIFACT,
     THRESHOLD_ARTIFACT,
 )
-from xray.dataset import ImageDataset
-from xray.metrics import (
+from xray.logic.dataset import ImageDataset
+from xray.logic.metrics import (
     bootstrap_intervals,
     calibration_summary,
     choose_threshold,
     classification_metrics,
     finite,
 )
-from xray.model import KerasModelFile
-from xray.plots import PngFigure, evaluation_figure, reliability_figure
-from xray.records import Evaluation, Metrics
-from xray.settings import EvaluationSettings
-from xray.shifts import balanced_sample, operating_points, shifted_predictions
-from xray.tracking import log_png
-from xray.training import predict_probabilities
+from xray.logic.records import Evaluation, Metrics
+from xray.logic.settings import EvaluationSettings
+from xray.logic.shifts import balanced_sample, operating_points, shifted_predictions
+from xray.ml.model import KerasModelFile
+from xray.ml.training import predict_probabilities
+from xray.reporting.plots import PngFigure, evaluation_figure, reliability_figure
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def evaluate_model(
         val_set: Validation images (threshold choice).
         test_set: Test images (reported metrics).
         config: The threshold rule, the bootstrap and the shift check
-            (:class:`xray.settings.EvaluationSettings`). The shift check runs on a
+            (:class:`xray.logic.settings.EvaluationSettings`). The shift check runs on a
             seeded sample of the test split: 16 passes over the whole split would cost
             more than the rest of the evaluation.
 

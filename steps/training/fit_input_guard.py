@@ -6,12 +6,12 @@ from typing import Annotated, Any
 import mlflow
 from zenml import get_step_context, log_metadata, step
 
-from xray.constants import INPUT_GUARD_ARTIFACT
-from xray.dataset import ImageDataset
-from xray.guard import InputGuard, features_and_embeddings, fit_guard
-from xray.model import KerasModelFile
-from xray.preprocessing import make_dataset
-from xray.settings import GuardSettings
+from xray.logic.constants import INPUT_GUARD_ARTIFACT
+from xray.logic.dataset import ImageDataset
+from xray.logic.settings import GuardSettings
+from xray.ml.guard import InputGuard, features_and_embeddings, fit_guard
+from xray.ml.model import KerasModelFile
+from xray.ml.preprocessing import make_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -23,14 +23,14 @@ def fit_input_guard(
     val_set: ImageDataset,
     config: GuardSettings | None = None,
 ) -> Annotated[InputGuard, INPUT_GUARD_ARTIFACT]:
-    """Fits the guard that refuses inputs the model cannot judge (:mod:`xray.guard`).
+    """Fits the guard that refuses inputs the model cannot judge (:mod:`xray.ml.guard`).
 
     Args:
         model: The model to serve (its ``pool`` layer gives the embeddings).
         train_set: The training split: statistic ranges, embedding mean and covariance.
         val_set: The validation split: the distance threshold, so that
             ``target_acceptance`` of its images pass.
-        config: Acceptance target and batch size (:class:`xray.settings.GuardSettings`).
+        config: Acceptance target and batch size (:class:`xray.logic.settings.GuardSettings`).
 
     Returns:
         The fitted guard.

@@ -7,11 +7,11 @@ from zenml import log_metadata, step
 from zenml.utils.source_utils import get_source_root
 
 from materializers import ImageDatasetMaterializer
-from xray.constants import DATASET_ARTIFACT
-from xray.dataset import ImageDataset
-from xray.loading import load_images, merge_sources
-from xray.paths import resolve_location
-from xray.settings import LoadSettings
+from xray.io.loading import load_images, merge_sources
+from xray.io.paths import resolve_location
+from xray.logic.constants import DATASET_ARTIFACT
+from xray.logic.dataset import ImageDataset
+from xray.logic.settings import LoadSettings
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +26,14 @@ def load_dataset(
     """Loads a Kaggle-layout or single-folder data set from a local path, s3:// or gs://.
 
     Args:
-        data_dir: The data folder (see :mod:`xray.loading` for the accepted layouts); a
+        data_dir: The data folder (see :mod:`xray.io.loading` for the accepted layouts); a
             relative path is relative to the source root (the project root locally, the
             image's working directory on a cloud stack).
         listing_version: Fingerprint of the folder listing, computed when the pipeline is
             built; it only makes the cache key change when files change.
         extra_data_dirs: More folders to merge in (a retrain on new data: the old
             folders plus the new one); their paths get the folder name as a prefix.
-        config: Settings (:class:`xray.settings.LoadSettings`).
+        config: Settings (:class:`xray.logic.settings.LoadSettings`).
 
     Returns:
         The data set (encoded images, labels, patients) and its content fingerprint.

@@ -7,11 +7,11 @@ from zenml import log_metadata, step
 from zenml.utils.source_utils import get_source_root
 
 from materializers import ImageDatasetMaterializer
-from xray.constants import EXTERNAL_SETS_ARTIFACT
-from xray.dataset import ImageDataset
-from xray.external import combine, set_names
-from xray.loading import load_images
-from xray.paths import resolve_location
+from xray.io.loading import load_images
+from xray.io.paths import resolve_location
+from xray.logic.constants import EXTERNAL_SETS_ARTIFACT
+from xray.logic.dataset import ImageDataset
+from xray.logic.external import combine, set_names
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Annotated
 import pandas as pd
 from zenml import get_step_context, step
 
-from xray.constants import RELEASE_RECORD_ARTIFACT
-from xray.records import (
+from xray.logic.constants import RELEASE_RECORD_ARTIFACT
+from xray.logic.records import (
     CalibrationFit,
     ErrorAnalysis,
     Evaluation,
@@ -18,7 +18,7 @@ from xray.records import (
     TrainingReport,
     ValidationSummary,
 )
-from xray.split import split_counts
+from xray.logic.split import split_counts
 
 
 @step

@@ -5,10 +5,10 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
-from xray.guard import InputGuard
-from xray.model import KerasModelFile
-from xray.packaging import save_to_model_store
-from xray.records import ReleaseRecord
+from xray.integrations.packaging import save_to_model_store
+from xray.logic.records import ReleaseRecord
+from xray.ml.guard import InputGuard
+from xray.ml.model import KerasModelFile
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def package_model(
     Args:
         model: The trained model.
         release: The version's release record (threshold, image size, metrics, data
-            fingerprint: :meth:`xray.records.ReleaseRecord.served_metadata`).
+            fingerprint: :meth:`xray.logic.records.ReleaseRecord.served_metadata`).
         guard: The fitted input guard, saved as ``guard.json`` beside ``model.keras``.
 
     Returns:

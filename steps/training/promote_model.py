@@ -8,13 +8,13 @@ import pandas as pd
 from zenml import get_step_context, log_metadata, step
 
 from lifecycle.production import production_version
-from xray.constants import IMAGE_STATISTICS_ARTIFACT, MODEL_ARTIFACT, PROMOTION_ARTIFACT
-from xray.dataset import ImageDataset
-from xray.model import KerasModelFile
-from xray.promotion import Comparison, compare, comparison_indices, decide
-from xray.records import PromotionDecision, ReleaseRecord
-from xray.settings import PromotionGates
-from xray.training import predict_probabilities
+from xray.logic.constants import IMAGE_STATISTICS_ARTIFACT, MODEL_ARTIFACT, PROMOTION_ARTIFACT
+from xray.logic.dataset import ImageDataset
+from xray.logic.promotion import Comparison, compare, comparison_indices, decide
+from xray.logic.records import PromotionDecision, ReleaseRecord
+from xray.logic.settings import PromotionGates
+from xray.ml.model import KerasModelFile
+from xray.ml.training import predict_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def promote_model(
         release: This run's release record: its test metrics (absolute gates), its
             threshold and its external sets' scores, if any.
         config: Minimum AUC and sensitivity, tolerated loss against production, and the
-            optional minimums on external test sets (:class:`xray.settings.PromotionGates`).
+            optional minimums on external test sets (:class:`xray.logic.settings.PromotionGates`).
 
     Returns:
         The decision (promoted, stage, reasons, checks, both models' comparison metrics).

@@ -5,8 +5,8 @@ from typing import Annotated
 
 from zenml import get_step_context, step
 
-from xray.constants import REGISTERED_RELEASE_ARTIFACT
-from xray.records import ReleaseRecord
+from xray.logic.constants import REGISTERED_RELEASE_ARTIFACT
+from xray.logic.records import ReleaseRecord
 
 logger = logging.getLogger(__name__)
 

@@ -6,16 +6,16 @@ from typing import Annotated
 from zenml import log_metadata, step
 
 from materializers import ImageDatasetMaterializer
-from xray.constants import (
+from xray.logic.constants import (
     SPLIT_SUMMARY_ARTIFACT,
     TEST_SET_ARTIFACT,
     TRAIN_SET_ARTIFACT,
     VAL_SET_ARTIFACT,
 )
-from xray.dataset import ImageDataset
-from xray.records import SplitSummary
-from xray.settings import SplitSettings
-from xray.split import split_by_patient
+from xray.logic.dataset import ImageDataset
+from xray.logic.records import SplitSummary
+from xray.logic.settings import SplitSettings
+from xray.logic.split import split_by_patient
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ def split_dataset(
 
     Args:
         dataset: The loaded data set.
-        config: Fractions, seed and the official-test rule (:class:`xray.settings.SplitSettings`).
+        config: Fractions, seed and the official-test rule
+            (:class:`xray.logic.settings.SplitSettings`).
 
     Returns:
         The train, validation and test sets, and what the split did (counts, the

@@ -11,19 +11,19 @@ from zenml.client import Client
 from zenml.io import fileio
 
 from materializers import KerasModelMaterializer, PngFigureMaterializer
-from xray.checkpoints import CheckpointMirror, checkpoint_key
-from xray.constants import (
+from xray.integrations.tracking import epoch_logger, log_keras_model, log_png
+from xray.io.checkpoints import CheckpointMirror, checkpoint_key
+from xray.logic.constants import (
     TRAINED_MODEL_ARTIFACT,
     TRAINING_HISTORY_ARTIFACT,
     TRAINING_REPORT_ARTIFACT,
 )
-from xray.dataset import ImageDataset
-from xray.model import KerasModelFile
-from xray.plots import PngFigure, history_figure
-from xray.records import TrainingReport
-from xray.settings import TrainConfig
-from xray.tracking import epoch_logger, log_keras_model, log_png
-from xray.training import train_classifier
+from xray.logic.dataset import ImageDataset
+from xray.logic.records import TrainingReport
+from xray.logic.settings import TrainConfig
+from xray.ml.model import KerasModelFile
+from xray.ml.training import train_classifier
+from xray.reporting.plots import PngFigure, history_figure
 
 
 @step(
@@ -48,7 +48,7 @@ def train_model(
     Args:
         train_set: Training images.
         val_set: Validation images.
-        config: Hyperparameters (:class:`xray.settings.TrainConfig`). With ``resume``,
+        config: Hyperparameters (:class:`xray.logic.settings.TrainConfig`). With ``resume``,
             every epoch is backed up to ``<artifact store>/checkpoints/train_model/`` and
             an interrupted run resumes from there when the same data and settings train
             again (a preempted spot job, or a re-run after a crash).

@@ -5,9 +5,9 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
-from xray.constants import VALIDATION_SUMMARY_ARTIFACT
-from xray.records import GateVerdict, ValidationSummary
-from xray.validation import gate
+from xray.integrations.validation import gate
+from xray.logic.constants import VALIDATION_SUMMARY_ARTIFACT
+from xray.logic.records import GateVerdict, ValidationSummary
 
 logger = logging.getLogger(__name__)
 

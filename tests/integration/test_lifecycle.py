@@ -20,16 +20,16 @@ from zenml.enums import ExecutionStatus, ModelStages
 
 from stacks.registry import load_stack_spec, register_stack
 from synthetic import encode, make_kaggle_tree, set_settings, small_run_config, synthetic_pixels
-from xray.constants import (
+from xray.logic.constants import (
     MODEL_ARTIFACT,
     MODEL_CARD_ARTIFACT,
     MODEL_CARD_HTML_ARTIFACT,
     PROMOTION_ARTIFACT,
     TEST_SET_ARTIFACT,
 )
-from xray.inference import PREDICTION_COLUMNS
-from xray.metrics import classification_metrics
-from xray.training import predict_probabilities
+from xray.logic.metrics import classification_metrics
+from xray.ml.inference import PREDICTION_COLUMNS
+from xray.ml.training import predict_probabilities
 
 pytestmark = pytest.mark.integration
 MODEL = "lifecycle_test_model"
@@ -316,7 +316,7 @@ def test_drift_retrains_on_old_and_new_data_whatever_starts_the_run(
     """The inference pipeline started directly (as a schedule or the dashboard starts it,
     not through run.py) retrains on drift with ``on_drift: retrain`` in its config."""
     from pipelines.inference import inference_pipeline
-    from xray.constants import DRIFT_RESPONSE_ARTIFACT
+    from xray.logic.constants import DRIFT_RESPONSE_ARTIFACT
 
     before = {r.id for r in Client().list_pipeline_runs(pipeline_name="training", size=100)}
     shifted = workdir / "shifted"  # labelled, drifted (written by the test above)

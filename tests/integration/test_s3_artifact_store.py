@@ -12,8 +12,8 @@ from zenml.io import fileio
 
 from stacks.registry import ComponentSpec, StackSpec, register_stack
 from synthetic import make_kaggle_tree, small_run_config
-from xray.constants import DATASET_ARTIFACT, TRAINED_MODEL_ARTIFACT
-from xray.loading import load_images
+from xray.io.loading import load_images
+from xray.logic.constants import DATASET_ARTIFACT, TRAINED_MODEL_ARTIFACT
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ import yaml
 from conftest import bento_server
 
 from synthetic import encode, synthetic_pixels
-from xray.model import KerasModelFile, build_model, with_temperature
-from xray.packaging import CORE_DISTRIBUTION, build_bento, save_to_model_store
-from xray.training import predict_probabilities
+from xray.integrations.packaging import CORE_DISTRIBUTION, build_bento, save_to_model_store
+from xray.ml.model import KerasModelFile, build_model, with_temperature
+from xray.ml.training import predict_probabilities
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -157,8 +157,13 @@ def test_bento_contains_only_what_the_service_needs(model_and_tag: tuple) -> Non
         names = set(archive.namelist())
         record = next(n for n in names if n.endswith(".dist-info/RECORD"))
         recorded = {line.split(",")[0] for line in archive.read(record).decode().splitlines()}
-    core = {f"xray/{p.name}" for p in (PROJECT_ROOT / "xray").glob("*.py")}
-    assert {n for n in names if n.startswith("xray/")} == core
+    core = {
+        f"xray/{p.relative_to(PROJECT_ROOT / 'xray').as_posix()}"
+        for p in (PROJECT_ROOT / "xray").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert "xray/ml/model.py" in core and "xray/logic/settings.py" in core
+    assert {n for n in names if n.startswith("xray/") and n.endswith(".py")} == core
     assert recorded == names  # a valid wheel: every file is in RECORD
     info = yaml.safe_load((Path(bento.path) / "bento.yaml").read_text())
     assert (src / "model_tag.txt").read_text().strip() == model_and_tag[1]
@@ -178,9 +183,9 @@ from PIL import Image
 import service
 import xray
 assert xray.__file__.startswith(sys.argv[1]) and ".whl" in xray.__file__, xray.__file__
-from xray.gradcam import gradcam
-from xray.model import load_model, model_temperature
-from xray.serving import decode_upload
+from xray.ml.gradcam import gradcam
+from xray.ml.model import load_model, model_temperature
+from xray.ml.serving import decode_upload
 import bentoml
 model = load_model(bentoml.models.get(service.MODEL_TAG).path_of("model.keras"))
 buffer = io.BytesIO()
@@ -198,7 +203,7 @@ def test_built_bento_runs_a_calibrated_model_without_the_project(tmp_path: Path)
     import bentoml
     from PIL import Image
 
-    from xray.serving import decode_upload
+    from xray.ml.serving import decode_upload
 
     model = with_temperature(
         build_model(backbone="compact_cnn", image_size=SIZE, weights=None, seed=5).model, 0.66

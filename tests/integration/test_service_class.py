@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from synthetic import encode, synthetic_pixels
-from xray.model import KerasModelFile, build_model
-from xray.packaging import save_to_model_store
-from xray.training import predict_probabilities
+from xray.integrations.packaging import save_to_model_store
+from xray.ml.model import KerasModelFile, build_model
+from xray.ml.training import predict_probabilities
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

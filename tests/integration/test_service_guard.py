@@ -16,10 +16,10 @@ from conftest import bento_server
 from PIL import Image, ImageDraw
 
 from synthetic import encode, encode_dicom, synthetic_pixels
-from xray.guard import features_and_embeddings, fit_guard
-from xray.model import KerasModelFile, build_model
-from xray.packaging import save_to_model_store
-from xray.preprocessing import prepare_image
+from xray.integrations.packaging import save_to_model_store
+from xray.ml.guard import features_and_embeddings, fit_guard
+from xray.ml.model import KerasModelFile, build_model
+from xray.ml.preprocessing import prepare_image
 
 pytestmark = pytest.mark.integration
 SIZE = 48

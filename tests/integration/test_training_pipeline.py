@@ -12,7 +12,7 @@ from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
 from synthetic import encode, make_kaggle_tree, set_settings, small_run_config, synthetic_pixels
-from xray.constants import DATASET_ARTIFACT, MODEL_NAME
+from xray.logic.constants import DATASET_ARTIFACT, MODEL_NAME
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def test_bad_file_is_skipped_and_listed(first_run: Any) -> None:
 
 
 def test_evaluation_has_intervals_calibration_errors_and_gradcam(first_run: Any) -> None:
-    from xray.calibration import apply_temperature
+    from xray.logic.calibration import apply_temperature
 
     meta = Client().get_model_version(MODEL_NAME, first_run.model_version.number).run_metadata
     evaluate = first_run.steps["evaluate_model"].run_metadata

@@ -10,7 +10,7 @@ from zenml.enums import ExecutionStatus
 
 from stacks.registry import load_stack_spec, register_stack
 from synthetic import encode, make_kaggle_tree, small_run_config
-from xray.constants import MODEL_NAME
+from xray.logic.constants import MODEL_NAME
 
 pytestmark = pytest.mark.integration
 BLANK = "train/NORMAL/IM-0999-0001.png"

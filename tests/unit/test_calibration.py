@@ -7,23 +7,23 @@ from sklearn.metrics import log_loss as sklearn_log_loss
 from sklearn.metrics import roc_auc_score
 
 from synthetic import encode, synthetic_pixels
-from xray.calibration import (
+from xray.logic.calibration import (
     apply_temperature,
     calibrate,
     fit_temperature,
     log_loss,
     temperature_to_use,
 )
-from xray.gradcam import gradcam
-from xray.metrics import calibration_summary
-from xray.model import (
+from xray.logic.metrics import calibration_summary
+from xray.ml.gradcam import gradcam
+from xray.ml.model import (
     KerasModelFile,
     build_model,
     model_image_size,
     model_temperature,
     with_temperature,
 )
-from xray.preprocessing import prepare_image
+from xray.ml.preprocessing import prepare_image
 
 
 def _labels_and_logits(n: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

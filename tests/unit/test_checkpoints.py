@@ -8,10 +8,10 @@ import pytest
 from zenml.io import fileio
 
 from synthetic import make_single_folder
-from xray.checkpoints import CheckpointMirror, checkpoint_key
-from xray.loading import load_images
-from xray.split import split_by_patient
-from xray.training import TrainConfig, train_classifier
+from xray.io.checkpoints import CheckpointMirror, checkpoint_key
+from xray.io.loading import load_images
+from xray.logic.split import split_by_patient
+from xray.ml.training import TrainConfig, train_classifier
 
 
 class Preempted(Exception):

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from xray.dataset import ImageDataset, concatenate
-from xray.loading import load_images
+from xray.io.loading import load_images
+from xray.logic.dataset import ImageDataset, concatenate
 
 
 def test_roundtrip_keeps_everything(kaggle_tree: Path) -> None:

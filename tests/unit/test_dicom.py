@@ -1,4 +1,4 @@
-"""DICOM, 16-bit, EXIF and CMYK through the one shared decode (xray.images.decode_image)."""
+"""DICOM, 16-bit, EXIF and CMYK through the one shared decode (xray.io.images.decode_image)."""
 
 import io
 import logging
@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from synthetic import BIRTH_DATE, PATIENT_NAME, encode, encode_dicom, synthetic_pixels
-from xray.images import ImageError, decode_image, encode_png, patient_key
-from xray.loading import load_images
-from xray.preprocessing import prepare_image
+from xray.io.images import ImageError, decode_image, encode_png, patient_key
+from xray.io.loading import load_images
+from xray.ml.preprocessing import prepare_image
 
 PIXELS = synthetic_pixels(1, 64, np.random.default_rng(3))
 FULL = np.linspace(0, 255, 64 * 64).reshape(64, 64).astype(np.uint8)  # spans 0..255
@@ -131,7 +131,7 @@ def test_patient_key_is_salted_and_never_the_id(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_png_and_dicom_of_one_image_get_the_same_probability() -> None:
-    from xray.model import build_model
+    from xray.ml.model import build_model
 
     model = build_model(backbone="compact_cnn", image_size=48, seed=0).model
     variants = {

@@ -9,8 +9,8 @@ import pytest
 import steps.inference.handle_drift as handle
 from application.score import ScoreOutcome
 from stacks.registry import merge_run_config, spec_for_stack
-from xray.records import DriftResponse, DriftResult, InferenceSummary, RetrainResult
-from xray.settings import DriftActionSettings
+from xray.logic.records import DriftResponse, DriftResult, InferenceSummary, RetrainResult
+from xray.logic.settings import DriftActionSettings
 
 
 def _drift(detected: bool) -> DriftResult:

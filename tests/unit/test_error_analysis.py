@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from synthetic import encode, synthetic_pixels
-from xray.error_analysis import (
+from xray.reporting.error_analysis import (
     confident_errors,
     error_grid,
     short_name,

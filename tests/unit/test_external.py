@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from synthetic import make_single_folder
-from xray.external import combine, drop_overlaps, gate_checks, score_set, set_names
-from xray.loading import load_images
-from xray.promotion import PromotionGates, decide
+from xray.io.loading import load_images
+from xray.logic.external import combine, drop_overlaps, gate_checks, score_set, set_names
+from xray.logic.promotion import PromotionGates, decide
 
 
 def test_set_names_are_short_and_unique() -> None:

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from synthetic import encode, synthetic_pixels
-from xray.gradcam import gradcam_examples
-from xray.model import build_model, with_temperature
+from xray.ml.model import build_model, with_temperature
+from xray.reporting.error_analysis import gradcam_examples
 
 
 @pytest.fixture(scope="module")

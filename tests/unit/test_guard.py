@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from synthetic import synthetic_pixels
-from xray.guard import InputGuard, features_and_embeddings, fit_guard, image_features
+from xray.ml.guard import InputGuard, features_and_embeddings, fit_guard, image_features
 
 RNG = np.random.default_rng(0)
 
@@ -86,7 +86,7 @@ def test_conformal_threshold_is_the_right_order_statistic() -> None:
 
 
 def test_embeddings_come_from_the_models_pool_layer() -> None:
-    from xray.model import build_model
+    from xray.ml.model import build_model
 
     model = build_model(backbone="compact_cnn", image_size=48, seed=0).model
     batch = np.stack(xray_like(4))

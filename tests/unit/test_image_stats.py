@@ -5,14 +5,14 @@ import pytest
 from PIL import Image, ImageFilter
 
 from synthetic import encode, synthetic_pixels
-from xray.image_stats import (
+from xray.io.image_stats import (
     DRIFT_COLUMNS,
     ID_COLUMNS,
     image_statistics,
     pixel_statistics,
     statistics_table,
 )
-from xray.loading import load_images
+from xray.io.loading import load_images
 
 
 def test_pixel_statistics_on_known_images() -> None:

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import xray.inference as inference
+import xray.ml.inference as inference
 from synthetic import encode, make_kaggle_tree, synthetic_pixels, write_class_folder
-from xray.dataset import SkippedFile
-from xray.image_stats import statistics_table
-from xray.inference import InputImage, find_inputs, labelled_metrics, score_images
-from xray.loading import DataError, load_images
-from xray.model import build_model
-from xray.training import predict_probabilities
+from xray.io.image_stats import statistics_table
+from xray.io.loading import DataError, load_images
+from xray.logic.dataset import SkippedFile
+from xray.ml.inference import InputImage, find_inputs, labelled_metrics, score_images
+from xray.ml.model import build_model
+from xray.ml.training import predict_probabilities
 
 IMAGE_SIZE = 32
 
@@ -278,8 +278,8 @@ def test_labelled_metrics() -> None:
 
 
 def _guard_for(model: Any, seed: int) -> Any:
-    from xray.guard import features_and_embeddings, fit_guard
-    from xray.preprocessing import prepare_image
+    from xray.ml.guard import features_and_embeddings, fit_guard
+    from xray.ml.preprocessing import prepare_image
 
     rng = np.random.default_rng(seed)
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from xray.kaggle import download_kaggle_dataset, kaggle_credentials_present
-from xray.loading import DataError
+from xray.io.kaggle import download_kaggle_dataset, kaggle_credentials_present
+from xray.io.loading import DataError
 
 
 def test_credentials_detection(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from synthetic import encode, synthetic_pixels
-from xray.loading import DataError, discover_images, listing_version, load_images
+from xray.io.loading import DataError, discover_images, listing_version, load_images
 
 
 def _image_bytes(size: tuple[int, int], mode: str, fmt: str) -> bytes:
@@ -153,8 +153,8 @@ def test_discover_reports_layout(kaggle_tree: Path, single_folder: Path) -> None
 
 
 def test_training_and_inference_read_a_folder_the_same_way(kaggle_tree: Path) -> None:
-    """One layout reader (xray.layout): the same files, paths and classes for both."""
-    from xray.inference import find_inputs
+    """One layout reader (xray.io.layout): the same files, paths and classes for both."""
+    from xray.ml.inference import find_inputs
 
     (kaggle_tree / "README.txt").write_text("downloaded from Kaggle")
     (kaggle_tree / "train" / "NORMAL" / ".DS_Store").write_bytes(b"junk")

@@ -8,10 +8,10 @@ from zenml.client import Client
 from zenml.enums import VisualizationType
 
 from materializers import ImageDatasetMaterializer, KerasModelMaterializer, PngFigureMaterializer
-from xray.dataset import ImageDataset
-from xray.loading import load_images
-from xray.model import KerasModelFile, build_model
-from xray.plots import PngFigure, history_figure
+from xray.io.loading import load_images
+from xray.logic.dataset import ImageDataset
+from xray.ml.model import KerasModelFile, build_model
+from xray.reporting.plots import PngFigure, history_figure
 
 
 @pytest.fixture

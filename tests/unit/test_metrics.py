@@ -3,14 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from xray.metrics import (
+from xray.logic.metrics import (
     _resampled_metrics,
     bootstrap_intervals,
     calibration_summary,
     choose_threshold,
     classification_metrics,
 )
-from xray.plots import reliability_figure
+from xray.reporting.plots import reliability_figure
 
 
 def _scores(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +198,7 @@ def test_reliability_figure_is_a_small_png() -> None:
 def test_finite_makes_nan_json_safe() -> None:
     import json
 
-    from xray.metrics import finite
+    from xray.logic.metrics import finite
 
     value = {"auc": float("nan"), "ci": [0.1, float("inf")], "n": 3, "name": "x"}
     assert finite(value) == {"auc": None, "ci": [0.1, None], "n": 3, "name": "x"}

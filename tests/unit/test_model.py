@@ -4,7 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from xray.model import build_model, load_model, model_image_size, pixel_scaling, unfreeze_last_block
+from xray.ml.model import (
+    build_model,
+    load_model,
+    model_image_size,
+    pixel_scaling,
+    unfreeze_last_block,
+)
 
 
 def test_compact_cnn_takes_raw_uint8_of_any_size() -> None:

@@ -5,9 +5,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from xray.metrics import bootstrap_intervals, calibration_summary, classification_metrics
-from xray.model_card import render_model_card
-from xray.serving import DISCLAIMER
+from xray.logic.metrics import bootstrap_intervals, calibration_summary, classification_metrics
+from xray.ml.serving import DISCLAIMER
+from xray.reporting.model_card import render_model_card
 
 SECTIONS = (
     "Intended use",
@@ -222,7 +222,7 @@ def test_temperature_not_applied_or_not_recorded(card: dict[str, Any]) -> None:
 
 
 def test_calibrate_output_renders(card: dict[str, Any]) -> None:
-    from xray.calibration import calibrate
+    from xray.logic.calibration import calibrate
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 400)
@@ -235,7 +235,7 @@ def test_calibrate_output_renders(card: dict[str, Any]) -> None:
 
 
 def test_subtype_table_in_performance(card: dict[str, Any]) -> None:
-    from xray.error_analysis import subtype_results
+    from xray.reporting.error_analysis import subtype_results
 
     paths = ["p1_bacteria_1.jpeg", "p2_bacteria_2.jpeg", "p3_bacteria_3.jpeg"]
     paths += ["p4_virus_4.jpeg", "p5_virus_5.jpeg", "IM-1.jpeg", "IM-2.jpeg", "IM-3.jpeg"]
@@ -293,7 +293,7 @@ def test_full_card_keeps_section_order(card: dict[str, Any]) -> None:
 
 
 def test_external_sets_and_shifted_operating_points_render(card: dict[str, Any]) -> None:
-    from xray.external import score_set
+    from xray.logic.external import score_set
 
     rng = np.random.default_rng(9)
     y = rng.integers(0, 2, 80)

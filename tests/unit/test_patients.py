@@ -1,6 +1,6 @@
 import pytest
 
-from xray.patients import parse_patient_id, patient_id_or_file, pneumonia_subtype
+from xray.logic.patients import parse_patient_id, patient_id_or_file, pneumonia_subtype
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from xray.loading import load_images
-from xray.plots import data_overview_figure
-from xray.split import split_by_patient
+from xray.io.loading import load_images
+from xray.logic.split import split_by_patient
+from xray.reporting.plots import data_overview_figure
 
 
 def test_data_overview_is_a_small_png(kaggle_tree: Path) -> None:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from synthetic import encode, synthetic_pixels
-from xray.preprocessing import decode_pixels, make_dataset, prepare_image
+from xray.ml.preprocessing import decode_pixels, make_dataset, prepare_image
 
 RNG = np.random.default_rng(0)
 

@@ -9,9 +9,9 @@ import pytest
 
 from lifecycle.outputs import write_inference_outputs
 from synthetic import make_single_folder
-from xray.loading import load_images, merge_sources
-from xray.promotion import PromotionGates, compare, comparison_indices, decide
-from xray.records import DriftResult, InferenceSummary
+from xray.io.loading import load_images, merge_sources
+from xray.logic.promotion import PromotionGates, compare, comparison_indices, decide
+from xray.logic.records import DriftResult, InferenceSummary
 
 GATES = PromotionGates(min_auc=0.8, min_sensitivity=0.8, max_auc_drop=0.01)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xray.settings import PIPELINE_STEPS, STEP_SETTINGS, settings_table
+from xray.logic.settings import PIPELINE_STEPS, STEP_SETTINGS, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -22,10 +22,10 @@ def test_readme_configuration_table_is_generated_from_the_settings(pipeline: str
     shown = re.search(
         rf"<!-- settings:{pipeline} -->\n(.*?)\n<!-- /settings -->", README, flags=re.DOTALL
     )
-    assert shown, f"README lacks the generated {pipeline} table (python -m xray.settings)"
+    assert shown, f"README lacks the generated {pipeline} table (python -m xray.logic.settings)"
     assert shown.group(1).strip() == table, (
         f"README's {pipeline} configuration table is out of date: paste the output of "
-        "python -m xray.settings"
+        "python -m xray.logic.settings"
     )
 
 
@@ -47,7 +47,7 @@ def test_shipped_run_configs_hold_only_deliberate_valid_choices(pipeline: str) -
 
 def test_every_configurable_step_takes_its_settings_model_as_config() -> None:
     """One parameter convention: a step's settings are its ``config`` (the model from
-    xray.settings); other parameters are wired inputs without defaults."""
+    xray.logic.settings); other parameters are wired inputs without defaults."""
     import importlib
     import inspect
     import pkgutil

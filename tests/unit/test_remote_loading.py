@@ -11,7 +11,7 @@ import s3fs
 from conftest import free_port
 from gcp_storage_emulator.server import create_server
 
-from xray.loading import DataError, listing_version, load_images
+from xray.io.loading import DataError, listing_version, load_images
 
 
 def _upload(tree: Path, bucket: str, prefix: str, endpoint: str) -> None:

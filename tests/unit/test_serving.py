@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from synthetic import encode, synthetic_pixels
-from xray.gradcam import gradcam, overlay_png
-from xray.model import build_model
-from xray.serving import DISCLAIMER, RequestError, answer, decode_upload
+from xray.ml.gradcam import gradcam, overlay_png
+from xray.ml.model import build_model
+from xray.ml.serving import DISCLAIMER, RequestError, answer, decode_upload
 
 
 def _png_header(width: int, height: int) -> bytes:
@@ -75,7 +75,7 @@ def test_gradcam_matches_the_prediction_and_renders() -> None:
 
 
 def test_guard_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from xray.serving import guard_mode
+    from xray.ml.serving import guard_mode
 
     monkeypatch.delenv("XRAY_GUARD_MODE", raising=False)
     assert guard_mode() == "refuse"
@@ -88,7 +88,7 @@ def test_guard_mode_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 
 def test_decode_upload_reads_dicom_and_refuses_multi_frame() -> None:
     from synthetic import encode_dicom
-    from xray.serving import decode_upload
+    from xray.ml.serving import decode_upload
 
     pixels = synthetic_pixels(0, 64, np.random.default_rng(4))
     assert decode_upload(encode_dicom(pixels), 48).shape == (48, 48, 3)

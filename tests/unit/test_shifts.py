@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from synthetic import encode, synthetic_pixels
-from xray.shifts import SHIFT_NAMES, SHIFTS, get_shift, shift_image, shift_images
+from xray.logic.shifts import SHIFT_NAMES, SHIFTS, get_shift, shift_image, shift_images
 
 
 def _gray(data: bytes) -> np.ndarray:
@@ -64,7 +64,7 @@ def test_unknown_shift_names_the_known_ones() -> None:
 
 
 def test_balanced_sample_keeps_class_shares() -> None:
-    from xray.shifts import balanced_sample
+    from xray.logic.shifts import balanced_sample
 
     labels = np.array([0] * 300 + [1] * 900)
     picked = balanced_sample(labels, 400)

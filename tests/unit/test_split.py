@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from synthetic import make_single_folder
-from xray.dataset import ImageDataset
-from xray.loading import load_images
-from xray.split import LeakageError, assert_no_patient_leakage, split_by_patient
+from xray.io.loading import load_images
+from xray.logic.dataset import ImageDataset
+from xray.logic.split import LeakageError, assert_no_patient_leakage, split_by_patient
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from synthetic import make_single_folder
-from xray.loading import load_images
-from xray.split import split_by_patient
-from xray.training import TrainConfig, class_weights, predict_probabilities, train_classifier
+from xray.io.loading import load_images
+from xray.logic.split import split_by_patient
+from xray.ml.training import TrainConfig, class_weights, predict_probabilities, train_classifier
 
 
 @pytest.fixture(scope="module")

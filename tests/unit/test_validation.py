@@ -5,10 +5,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from synthetic import make_kaggle_tree
-from xray.dataset import ImageDataset, SkippedFile
-from xray.image_stats import statistics_table
-from xray.loading import load_images
-from xray.validation import (
+from xray.integrations.validation import (
     DataValidationError,
     DriftGateConfig,
     QualityGateConfig,
@@ -16,6 +13,9 @@ from xray.validation import (
     gate,
     quality_report,
 )
+from xray.io.image_stats import statistics_table
+from xray.io.loading import load_images
+from xray.logic.dataset import ImageDataset, SkippedFile
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,16 @@ by one number T > 0, ``p' = sigmoid(logit(p) / T)``, chosen to minimise the vali
 negative log-likelihood. It is monotonic, so the ranking of images, the ROC and PR curves
 and their AUCs do not change; only how far the probabilities can be trusted as
 probabilities does. In the served model it is the last layer
-(:func:`xray.model.with_temperature`).
+(:func:`xray.ml.model.with_temperature`).
 
-SciPy is imported inside the functions, as scikit-learn is in :mod:`xray.metrics`.
+SciPy is imported inside the functions, as scikit-learn is in :mod:`xray.logic.metrics`.
 """
 
 from typing import Any
 
 import numpy as np
 
-from xray.constants import PROBABILITY_EPSILON as EPSILON
+from xray.logic.constants import PROBABILITY_EPSILON as EPSILON
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 """The range a fitted temperature is searched in."""
@@ -124,7 +124,7 @@ def calibrate(y_val: Any, p_val: Any, min_improvement: float = 0.01) -> dict[str
         ValueError: For empty or mismatched inputs, probabilities outside [0, 1], or a
             negative ``min_improvement``.
     """
-    from xray.metrics import calibration_summary
+    from xray.logic.metrics import calibration_summary
 
     if not min_improvement >= 0:
         raise ValueError(

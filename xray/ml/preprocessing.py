@@ -1,9 +1,9 @@
 """The one preprocessing definition shared by training, batch inference and serving.
 
 Outside the model, a file (JPEG, PNG or DICOM) is decoded to RGB ``uint8`` by the one
-decode (:func:`xray.images.decode_image`) and resized to the model's input size
+decode (:func:`xray.io.images.decode_image`) and resized to the model's input size
 (:func:`prepare_image`); that is all. Scaling to the backbone's input
-range happens inside the model (:mod:`xray.model`), so the saved ``.keras`` file takes raw
+range happens inside the model (:mod:`xray.ml.model`), so the saved ``.keras`` file takes raw
 pixels and nobody can forget a step.
 """
 
@@ -24,13 +24,13 @@ def decode_pixels(data: "bytes | np.ndarray") -> np.ndarray:
             passes it).
 
     Returns:
-        A ``[height, width, 3]`` uint8 array (:func:`xray.images.decode_image`: EXIF
+        A ``[height, width, 3]`` uint8 array (:func:`xray.io.images.decode_image`: EXIF
         orientation applied, 16-bit windowed, DICOM windowed and MONOCHROME1 inverted).
 
     Raises:
-        xray.images.ImageError: For a file that is not a usable image.
+        xray.io.images.ImageError: For a file that is not a usable image.
     """
-    from xray.images import decode_image
+    from xray.io.images import decode_image
 
     raw = data.item() if isinstance(data, np.ndarray) else data
     return decode_image(bytes(raw)).pixels

@@ -3,7 +3,7 @@
 Images stay encoded (JPEG/PNG bytes as read from the source; DICOM as a header-free PNG
 of its decoded pixels) so the artifact is as small as the source folder and every later
 step, local or in a cloud container, decodes them with the one shared preprocessing
-definition (:mod:`xray.preprocessing`).
+definition (:mod:`xray.ml.preprocessing`).
 """
 
 import hashlib
@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from xray.constants import CLASS_NAMES
+from xray.logic.constants import CLASS_NAMES
 
 FORMAT_VERSION = 1
 
@@ -34,7 +34,7 @@ class ImageDataset:
     Attributes:
         images: Encoded image bytes, one entry per image.
         labels: Class index per image (0 = NORMAL, 1 = PNEUMONIA), ``int64``.
-        patients: Patient id per image (see :mod:`xray.patients`).
+        patients: Patient id per image (see :mod:`xray.logic.patients`).
         paths: Path of each image relative to the source root (POSIX style).
         origins: The source split folder each image came from (``train``/``val``/``test``),
             or ``""`` when the source was a single ``{NORMAL,PNEUMONIA}`` folder.

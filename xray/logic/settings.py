@@ -4,7 +4,7 @@ A step takes its settings as one parameter, ``config``; the run config YAML sets
 ``steps.<step>.parameters.config`` and holds only deliberate choices, since every default
 lives here and nowhere else (not in step signatures, not in ``build_model``). Unknown keys
 are errors, so a typo cannot be silently ignored. The README's configuration tables are
-generated from these field descriptions (``python -m xray.settings``); a unit test keeps
+generated from these field descriptions (``python -m xray.logic.settings``); a unit test keeps
 them current.
 
 This module imports neither TensorFlow nor ZenML: the CLI, the service and the tests read
@@ -468,12 +468,12 @@ def settings_table(pipeline: str, run_config: dict[str, Any] | None = None) -> s
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m xray.settings: print the README's tables
+if __name__ == "__main__":  # python -m xray.logic.settings: print the README's tables
     from pathlib import Path
 
     import yaml
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for name in PIPELINE_STEPS:
         config = yaml.safe_load((root / "configs" / f"{name}.yaml").read_text()) or {}
         print(f"<!-- settings:{name} -->\n{settings_table(name, config)}\n<!-- /settings -->\n")

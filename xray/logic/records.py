@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from xray.constants import CLASS_NAMES
-from xray.settings import TrainConfig
+from xray.logic.constants import CLASS_NAMES
+from xray.logic.settings import TrainConfig
 
 
 class Record(BaseModel):
@@ -21,7 +21,7 @@ class Record(BaseModel):
 
 
 class Metrics(Record):
-    """Classification figures at a threshold (:func:`xray.metrics.classification_metrics`)."""
+    """Classification figures at a threshold (:func:`xray.logic.metrics.classification_metrics`)."""
 
     accuracy: float
     sensitivity: float
@@ -62,7 +62,7 @@ class SplitSummary(Record):
 
 
 class GateVerdict(Record):
-    """One data gate's outcome (:class:`xray.validation.Verdict`)."""
+    """One data gate's outcome (:class:`xray.integrations.validation.Verdict`)."""
 
     kind: str
     mode: str
@@ -98,7 +98,8 @@ class TrainingReport(Record):
 
 
 class CalibrationFit(Record):
-    """The temperature scaling fit of ``calibrate_model`` (:func:`xray.calibration.calibrate`)."""
+    """The temperature scaling fit of ``calibrate_model``
+    (:func:`xray.logic.calibration.calibrate`)."""
 
     temperature: float
     applied: bool
@@ -203,7 +204,7 @@ class ReleaseRecord(Record):
     def version_metadata(self) -> dict[str, Any]:
         """What the ZenML model version carries: the served facts, plus the training,
         data and external figures a user of the version needs (``register_model``)."""
-        from xray.external import HEADLINE
+        from xray.logic.external import HEADLINE
 
         evaluation, training, validation = self.evaluation, self.training, self.validation
         served = {k: v for k, v in self.served_metadata().items() if not k.startswith("zenml_")}
@@ -242,7 +243,8 @@ class ReleaseRecord(Record):
 
 
 class PromotionDecision(Record):
-    """Whether a version became production, and every reason (:class:`xray.promotion.Decision`)."""
+    """Whether a version became production, and every reason
+    (:class:`xray.logic.promotion.Decision`)."""
 
     promoted: bool
     stage: str

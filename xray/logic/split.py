@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xray.constants import CLASS_NAMES
-from xray.dataset import ImageDataset
+from xray.logic.constants import CLASS_NAMES
+from xray.logic.dataset import ImageDataset
 
 
 class LeakageError(AssertionError):
@@ -109,7 +109,7 @@ def assert_no_patient_leakage(splits: dict[str, ImageDataset]) -> None:
 def patient_id_counts(dataset: ImageDataset) -> dict[str, int]:
     """How the patients were found: ids parsed from file names (and their images), and
     images that fell back to one patient per file (ids ``file:<path>``, see
-    :mod:`xray.patients`)."""
+    :mod:`xray.logic.patients`)."""
     fallback = sum(patient.startswith("file:") for patient in dataset.patients)
     parsed = {patient for patient in dataset.patients if not patient.startswith("file:")}
     return {

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from xray.constants import CLASS_NAMES
-from xray.dataset import ImageDataset
-from xray.images import decode_image
-from xray.settings import DRIFT_COLUMNS
+from xray.io.images import decode_image
+from xray.logic.constants import CLASS_NAMES
+from xray.logic.dataset import ImageDataset
+from xray.logic.settings import DRIFT_COLUMNS
 
 ANALYSIS_SIZE = 256
 NEAR_BLACK = 10
@@ -81,7 +81,7 @@ def image_statistics(data: bytes) -> dict[str, float | int | str]:
 
     Args:
         data: A JPEG, PNG or DICOM file, read with the shared decode
-            (:func:`xray.images.decode_image`; JPEGs at a reduced scale, faster).
+            (:func:`xray.io.images.decode_image`; JPEGs at a reduced scale, faster).
 
     Returns:
         File facts (width, height, aspect_ratio, mode, channels, bit_depth, file_size,

@@ -7,10 +7,10 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from xray.constants import GUARD_FILE, MODEL_NAME
-from xray.model import KerasModelFile
+from xray.logic.constants import GUARD_FILE, MODEL_NAME
+from xray.ml.model import KerasModelFile
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BENTO_DIR = PROJECT_ROOT / "bentos"
 BENTO_NAME = "pneumonia_service"
 SERVICE_REQUIREMENTS = (
@@ -40,7 +40,9 @@ def _core_version(files: list[Path]) -> str:
 
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(
+            path.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0"
+        )
     try:
         project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
         version = str(project["version"])
@@ -50,7 +52,8 @@ def _core_version(files: list[Path]) -> str:
 
 
 def build_core_wheel(out_dir: Path) -> Path:
-    """Builds the core (every module of ``xray/``) as a pure-Python wheel.
+    """Builds the core (every file of ``xray/``: its modules and templates) as a
+    pure-Python wheel.
 
     A standard wheel (PEP 427: ``METADATA``, ``WHEEL``, ``RECORD`` with hashes), written
     with fixed timestamps so the same code gives the same bytes. It declares no
@@ -64,10 +67,13 @@ def build_core_wheel(out_dir: Path) -> Path:
     import hashlib
     import zipfile
 
-    files = sorted((PROJECT_ROOT / "xray").glob("*.py"))
+    core = PROJECT_ROOT / "xray"
+    files = sorted(p for p in core.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     version = _core_version(files)
     dist_info = f"{CORE_DISTRIBUTION}-{version}.dist-info"
-    entries: list[tuple[str, bytes]] = [(f"xray/{p.name}", p.read_bytes()) for p in files]
+    entries: list[tuple[str, bytes]] = [
+        (f"xray/{p.relative_to(core).as_posix()}", p.read_bytes()) for p in files
+    ]
     entries.append(
         (
             f"{dist_info}/METADATA",
@@ -84,7 +90,7 @@ def build_core_wheel(out_dir: Path) -> Path:
     entries.append(
         (
             f"{dist_info}/WHEEL",
-            b"Wheel-Version: 1.0\nGenerator: xray.packaging\nRoot-Is-Purelib: true\n"
+            b"Wheel-Version: 1.0\nGenerator: xray.integrations.packaging\nRoot-Is-Purelib: true\n"
             b"Tag: py3-none-any\n",
         )
     )

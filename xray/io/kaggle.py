@@ -7,7 +7,7 @@ download it by hand.
 import os
 from pathlib import Path
 
-from xray.layout import DataError
+from xray.io.layout import DataError
 
 KAGGLE_DATASET = "paultimothymooney/chest-xray-pneumonia"
 MANUAL_STEPS = (

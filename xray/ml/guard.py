@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from xray.settings import GuardSettings
+from xray.logic.settings import GuardSettings
 
 EMBEDDING_LAYER = "pool"
 COLOUR_MARGIN = 1.5

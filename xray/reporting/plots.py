@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from xray.constants import CLASS_NAMES
-from xray.metrics import curves
+from xray.logic.constants import CLASS_NAMES
+from xray.logic.metrics import curves
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def history_figure(history: dict[str, list[Any]]) -> bytes:
 
 
 def reliability_figure(calibration: dict[str, Any]) -> bytes:
-    """Reliability diagram of a :func:`xray.metrics.calibration_summary`, as PNG.
+    """Reliability diagram of a :func:`xray.logic.metrics.calibration_summary`, as PNG.
 
     Top: the fraction of PNEUMONIA images against the mean predicted P(PNEUMONIA) in each
     non-empty bin, with the diagonal of perfect calibration. Bottom: images per bin.
@@ -141,7 +141,7 @@ def data_overview_figure(splits: dict[str, Any], per_class: int = 4, seed: int =
     each class with their patient ids, as PNG.
 
     Args:
-        splits: Split name -> :class:`xray.dataset.ImageDataset`.
+        splits: Split name -> :class:`xray.logic.dataset.ImageDataset`.
         per_class: Training images shown per class.
         seed: Which images are shown.
     """

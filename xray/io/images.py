@@ -3,8 +3,8 @@
 :func:`decode_image` turns the bytes of a JPEG, PNG or DICOM file into RGB ``uint8``
 pixels, or refuses them with an :class:`ImageError` whose message a person can act on
 (non-images, truncated files, tiny images, decompression bombs, multi-frame DICOM, ...).
-Everything that reads images calls it: :func:`xray.preprocessing.prepare_image` (the
-model input), :func:`xray.image_stats.image_statistics` (drift statistics) and the file
+Everything that reads images calls it: :func:`xray.ml.preprocessing.prepare_image` (the
+model input), :func:`xray.io.image_stats.image_statistics` (drift statistics) and the file
 checks of the loaders and the service. So a file is read the same way everywhere.
 
 What decoding does beyond reading the pixels:

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from xray.external import gate_checks
-from xray.metrics import classification_metrics, finite
-from xray.settings import PromotionGates
+from xray.logic.external import gate_checks
+from xray.logic.metrics import classification_metrics, finite
+from xray.logic.settings import PromotionGates
 
 MIN_COMPARISON_IMAGES = 20
 """Fewer unseen test images than this (or one class only): compare on the whole split."""
@@ -117,7 +117,7 @@ def decide(
         comparison: Both models on the same images; None when there is no production
             version (the first model needs only the absolute gates).
         production_version: The current production version's number, for the record.
-        external: Per external test set, its scores (:func:`xray.external.score_set`);
+        external: Per external test set, its scores (:func:`xray.logic.external.score_set`);
             checked only against the ``min_external_*`` gates that are set.
 
     Returns:

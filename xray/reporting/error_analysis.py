@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xray.constants import CLASS_NAMES
+from xray.logic.constants import CLASS_NAMES
 
 SUBTYPES = ("bacteria", "virus")
 _SUBTYPE = re.compile(r"(?<![a-z])(bacteria|virus)(?![a-z])", re.IGNORECASE)
@@ -148,7 +148,7 @@ def _thumbnail(data: bytes, size: int) -> np.ndarray:
     """The image as the shared preprocessing decodes it, at ``size`` pixels, in gray."""
     from PIL import Image
 
-    from xray.preprocessing import prepare_image
+    from xray.ml.preprocessing import prepare_image
 
     return np.asarray(Image.fromarray(prepare_image(data, size).numpy()).convert("L"))
 
@@ -186,7 +186,7 @@ def error_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xray.plots import _figure_to_png
+    from xray.reporting.plots import _figure_to_png
 
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}.")
@@ -212,4 +212,80 @@ def error_grid(
         for ax, index in zip(axes, errors[key], strict=False):
             ax.imshow(_thumbnail(images[index], 120), cmap="gray", vmin=0, vmax=255)
             ax.set_title(f"{short_name(paths[index])}\nP = {p[index]:.3f}", fontsize=6)
+    return _figure_to_png(fig)
+
+
+def gradcam_examples(
+    model: Any,
+    images: Sequence[bytes],
+    labels: Any,
+    paths: Sequence[str],
+    per_class: int = 3,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> bytes:
+    """Grad-CAM of a few images of each class, as one PNG for the dashboard.
+
+    Each image goes through exactly what the service's ``/explain`` does:
+    :func:`xray.ml.preprocessing.prepare_image`, :func:`xray.ml.gradcam.gradcam` and
+    :func:`xray.ml.gradcam.overlay_png`.
+    One row per class; per image, the prepared image and its overlay side by side.
+
+    Args:
+        model: A model built by :func:`xray.ml.model.build_model` (calibrated or not).
+        images: Encoded image bytes.
+        labels: Class index per image (1 = PNEUMONIA).
+        paths: File path or name per image, for the titles.
+        per_class: Images of each class to show (fewer when a class has fewer).
+        image_size: Side length to prepare images at; the model's own by default.
+        seed: Which images are picked; the same inputs and seed pick the same ones.
+
+    Returns:
+        PNG bytes (well under 1.5 MB for ``per_class = 3``).
+
+    Raises:
+        ValueError: For mismatched inputs or ``per_class < 1``.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from xray.logic.constants import CLASS_NAMES
+    from xray.ml.gradcam import gradcam, overlay_png
+    from xray.ml.model import model_image_size
+    from xray.ml.preprocessing import prepare_image
+    from xray.reporting.plots import _figure_to_png
+
+    y = np.asarray(labels).astype(int).ravel()
+    if not len(images) == len(y) == len(paths):
+        raise ValueError(
+            f"gradcam_examples needs one label and path per image; got {len(images)} images, "
+            f"{len(y)} labels and {len(paths)} paths."
+        )
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, not {per_class}.")
+    size = image_size or model_image_size(model)
+    rng = np.random.default_rng(seed)
+    fig = plt.figure(figsize=(3.4 * per_class, 4.6))
+    for label, subfig in enumerate(fig.subfigures(2, 1)):
+        members = np.flatnonzero(y == label)
+        chosen = np.sort(rng.choice(members, min(per_class, len(members)), replace=False))
+        subfig.suptitle(f"True {CLASS_NAMES[label]}", fontsize=9)
+        axes = np.atleast_1d(subfig.subplots(1, 2 * per_class))
+        for ax in axes:
+            ax.set_axis_off()
+        if not len(chosen):
+            axes[0].text(0, 0.5, "none", fontsize=9, va="center", transform=axes[0].transAxes)
+        for pair, index in enumerate(chosen):
+            image = prepare_image(images[index], size).numpy()
+            heatmap, probability = gradcam(model, image)
+            overlay = np.asarray(Image.open(io.BytesIO(overlay_png(image, heatmap))))
+            axes[2 * pair].imshow(image)
+            axes[2 * pair].set_title(short_name(paths[index]), fontsize=6)
+            axes[2 * pair + 1].imshow(overlay)
+            axes[2 * pair + 1].set_title(f"Grad-CAM, P = {probability:.3f}", fontsize=6)
     return _figure_to_png(fig)

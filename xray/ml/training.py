@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from xray.checkpoints import CheckpointMirror, HistoryFile
-from xray.dataset import ImageDataset
-from xray.model import build_model, unfreeze_last_block
-from xray.preprocessing import make_dataset
-from xray.settings import TrainConfig
+from xray.io.checkpoints import CheckpointMirror, HistoryFile
+from xray.logic.dataset import ImageDataset
+from xray.logic.settings import TrainConfig
+from xray.ml.model import build_model, unfreeze_last_block
+from xray.ml.preprocessing import make_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Finding and reading chest X-ray images from a local folder, ``s3://`` or ``gs://``.
 
-The folder is listed and read by the one layout reader, :mod:`xray.layout`; training
+The folder is listed and read by the one layout reader, :mod:`xray.io.layout`; training
 accepts two layouts (folder names case-insensitive):
 
 - Kaggle: ``ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg`` (``val`` optional; an
@@ -21,10 +21,8 @@ from dataclasses import dataclass
 import fsspec
 import numpy as np
 
-from xray.constants import CLASS_NAMES, SPLIT_NAMES
-from xray.dataset import ImageDataset, SkippedFile
-from xray.images import MAX_PIXELS, ImageError, ImageInfo, decode_image, encode_png
-from xray.layout import (
+from xray.io.images import MAX_PIXELS, ImageError, ImageInfo, decode_image, encode_png
+from xray.io.layout import (
     EXTENSIONS_TEXT,
     SPLITS,
     DataError,
@@ -34,7 +32,10 @@ from xray.layout import (
     locate,
     match_folders,
 )
-from xray.patients import patient_id_or_file
+from xray.logic.constants import CLASS_NAMES, SPLIT_NAMES
+from xray.logic.dataset import ImageDataset, SkippedFile
+from xray.logic.external import folder_names
+from xray.logic.patients import patient_id_or_file
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def _basename(path: str) -> str:
 
 def discover_images(root: str) -> tuple[list[FoundFile], list[SkippedFile], str]:
     """Lists every image under ``root`` with its label and origin split (the strict,
-    training reading of :mod:`xray.layout`).
+    training reading of :mod:`xray.io.layout`).
 
     Args:
         root: A local folder, or an ``s3://`` / ``gs://`` URI (any fsspec URL).
@@ -248,18 +249,6 @@ def load_images(
     return dataset
 
 
-def folder_names(roots: list[str], fallback: str) -> list[str]:
-    """A short unique name per folder: its last path part, ``-2``, ``-3``… on clashes."""
-    names: list[str] = []
-    for root in roots:
-        base = root.rstrip("/").rsplit("/", 1)[-1] or fallback
-        name, n = base, 2
-        while name in names:
-            name, n = f"{base}-{n}", n + 1
-        names.append(name)
-    return names
-
-
 def merge_sources(parts: list[tuple[str, ImageDataset]]) -> ImageDataset:
     """Joins data sets loaded from several folders (old data + new data) into one.
 
@@ -274,7 +263,7 @@ def merge_sources(parts: list[tuple[str, ImageDataset]]) -> ImageDataset:
     Returns:
         One data set whose ``source`` lists every folder.
     """
-    from xray.dataset import concatenate
+    from xray.logic.dataset import concatenate
 
     if len(parts) == 1:
         return parts[0][1]

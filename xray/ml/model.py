@@ -2,7 +2,7 @@
 
 The model owns its preprocessing: resizing to the backbone's input size and scaling to
 the backbone's expected range are layers, so a saved ``.keras`` file takes the output of
-:func:`xray.preprocessing.prepare_image` (or any RGB uint8 image) as is.
+:func:`xray.ml.preprocessing.prepare_image` (or any RGB uint8 image) as is.
 A model calibrated on validation data ends in one more layer, temperature scaling
 (:func:`with_temperature`), so the served file returns calibrated probabilities.
 
@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from xray.settings import TrainConfig
+from xray.logic.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +222,9 @@ def _temperature_scaling_layer() -> type:
         """Rescales probabilities: ``sigmoid(logit(p) / temperature)``.
 
         ``temperature`` is a fixed configuration value (fitted on validation data by
-        :func:`xray.calibration.fit_temperature`), not a weight; probabilities are
+        :func:`xray.logic.calibration.fit_temperature`), not a weight; probabilities are
         clipped to ``[EPSILON, 1 - EPSILON]`` first
-        (:data:`xray.constants.PROBABILITY_EPSILON`, the value the fit uses).
+        (:data:`xray.logic.constants.PROBABILITY_EPSILON`, the value the fit uses).
         """
 
         def __init__(self, temperature: float = 1.0, **kwargs: Any) -> None:
@@ -237,7 +237,7 @@ def _temperature_scaling_layer() -> type:
             self.temperature = temperature
 
         def call(self, inputs: Any) -> Any:
-            from xray.constants import PROBABILITY_EPSILON as EPSILON
+            from xray.logic.constants import PROBABILITY_EPSILON as EPSILON
 
             p = keras.ops.clip(keras.ops.cast(inputs, self.compute_dtype), EPSILON, 1 - EPSILON)
             logits = keras.ops.log(p) - keras.ops.log1p(-p)
@@ -312,7 +312,7 @@ def build_model(config: TrainConfig | None = None, **settings: Any) -> BuiltMode
     """Builds the classifier from the ``train_model`` settings.
 
     Args:
-        config: The settings (:class:`xray.settings.TrainConfig`; its defaults when None).
+        config: The settings (:class:`xray.logic.settings.TrainConfig`; its defaults when None).
             The model uses ``backbone``, ``image_size`` (every image is resized to it
             inside the model), ``weights`` (``imagenet``: pretrained backbone weights when
             the Keras cache has them or they can be downloaded; ``compact_cnn`` has
@@ -403,12 +403,12 @@ def with_temperature(model: Any, temperature: float) -> Any:
     """The model with a ``TemperatureScaling`` layer named ``temperature`` on its output.
 
     The new functional model shares every layer (and weight) of ``model`` and adds one,
-    so it is still a chain that :func:`xray.gradcam.gradcam` can replay, still has the
+    so it is still a chain that :func:`xray.ml.gradcam.gradcam` can replay, still has the
     ``resize`` layer of :func:`model_image_size`, and saves and loads as ``.keras``.
 
     Args:
         model: A model built by :func:`build_model` (P(PNEUMONIA) out), not yet scaled.
-        temperature: T > 0, e.g. from :func:`xray.calibration.temperature_to_use`.
+        temperature: T > 0, e.g. from :func:`xray.logic.calibration.temperature_to_use`.
 
     Returns:
         A new ``keras.Model`` with the same name, input and calibrated P(PNEUMONIA) out.

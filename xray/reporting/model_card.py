@@ -12,14 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 
-from xray.constants import (
+from xray.logic.constants import (
     CLASS_NAMES,
     ERROR_EXAMPLES_ARTIFACT,
     GRADCAM_EXAMPLES_ARTIFACT,
     SPLIT_NAMES,
 )
-from xray.records import ReleaseRecord, SplitSummary
-from xray.serving import DISCLAIMER
+from xray.logic.records import ReleaseRecord, SplitSummary
+from xray.ml.serving import DISCLAIMER
 
 NOT_RECORDED = "not recorded"
 NOT_AVAILABLE = "n/a"
@@ -30,7 +30,7 @@ DATA_ATTRIBUTION = (
     "doi:10.17632/rscbjbr9sj.2"
 )
 
-# Test metrics of xray.metrics.classification_metrics shown in the performance table.
+# Test metrics of xray.logic.metrics.classification_metrics shown in the performance table.
 PERFORMANCE_ROWS = (
     ("roc_auc", "ROC AUC"),
     ("pr_auc", "PR AUC (average precision)"),
@@ -83,13 +83,13 @@ class CardThreshold(TypedDict, total=False):
     val_sensitivity: float
     val_specificity: float
     under_shift: bool  # chosen on validation pooled with its shifted copies
-    shift_operating_points: dict[str, dict[str, float]]  # xray.shifts.operating_points
+    shift_operating_points: dict[str, dict[str, float]]  # xray.logic.shifts.operating_points
 
 
 class CardValidation(TypedDict, total=False):
     """Verdicts of the data quality and drift gates.
 
-    The keys are those of :class:`xray.records.ValidationSummary`.
+    The keys are those of :class:`xray.logic.records.ValidationSummary`.
     """
 
     passed: bool
@@ -100,7 +100,7 @@ class CardValidation(TypedDict, total=False):
 
 
 class CardTemperature(TypedDict, total=False):
-    """Temperature scaling fitted on validation (:func:`xray.calibration.calibrate`)."""
+    """Temperature scaling fitted on validation (:func:`xray.logic.calibration.calibrate`)."""
 
     temperature: float
     applied: bool  # whether the served model includes it
@@ -114,11 +114,11 @@ class CardTemperature(TypedDict, total=False):
 class ModelCard(TypedDict, total=False):
     """Everything the model card says. Only the name and version are required.
 
-    ``metrics`` is the output of :func:`xray.metrics.classification_metrics` on the test
-    split, ``intervals`` of :func:`xray.metrics.bootstrap_intervals` (95% level),
-    ``calibration`` of :func:`xray.metrics.calibration_summary`, ``temperature`` of
-    :func:`xray.calibration.calibrate` and ``subtypes`` of
-    :func:`xray.error_analysis.subtype_results` on the test split. ``error_examples`` is
+    ``metrics`` is the output of :func:`xray.logic.metrics.classification_metrics` on the test
+    split, ``intervals`` of :func:`xray.logic.metrics.bootstrap_intervals` (95% level),
+    ``calibration`` of :func:`xray.logic.metrics.calibration_summary`, ``temperature`` of
+    :func:`xray.logic.calibration.calibrate` and ``subtypes`` of
+    :func:`xray.reporting.error_analysis.subtype_results` on the test split. ``error_examples`` is
     how many confident errors the ``error_examples`` visualization shows.
     """
 
@@ -129,7 +129,7 @@ class ModelCard(TypedDict, total=False):
     training: CardTraining
     metrics: dict[str, Any]
     intervals: dict[str, list[float]]
-    external: dict[str, dict[str, Any]]  # per set: xray.external.score_set + source, drift
+    external: dict[str, dict[str, Any]]  # per set: xray.logic.external.score_set + source, drift
     threshold: CardThreshold
     calibration: dict[str, Any]
     temperature: CardTemperature

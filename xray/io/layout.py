@@ -4,10 +4,10 @@ file's path says about it (its class, its split), on a local disk, ``s3://`` or 
 One listing (:func:`list_folder`) and one reading of paths (:func:`path_truth`) serve
 both readers:
 
-- training (:func:`xray.loading.discover_images`) is strict: the Kaggle layout
+- training (:func:`xray.io.loading.discover_images`) is strict: the Kaggle layout
   ``{train,val,test}/{NORMAL,PNEUMONIA}/`` or the single-folder ``{NORMAL,PNEUMONIA}/``,
   and any other folder is an error naming it;
-- batch inference (:func:`xray.inference.find_inputs`) is lenient: every image below the
+- batch inference (:func:`xray.ml.inference.find_inputs`) is lenient: every image below the
   folder is scored, and one in a class folder (directly or under a split folder) carries
   that class as its known truth.
 
@@ -23,13 +23,13 @@ from typing import Any
 
 import fsspec
 
-from xray.constants import CLASS_NAMES, IMAGE_EXTENSIONS, SPLIT_NAMES
-from xray.paths import is_uri
+from xray.io.paths import is_uri
+from xray.logic.constants import CLASS_NAMES, IMAGE_EXTENSIONS, SPLIT_NAMES
 
 logger = logging.getLogger(__name__)
 
 EXTENSIONS_TEXT = ".jpeg/.jpg/.png/.dcm"
-""":data:`xray.constants.IMAGE_EXTENSIONS` as people write them."""
+""":data:`xray.logic.constants.IMAGE_EXTENSIONS` as people write them."""
 CLASS_INDEX = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
 SPLITS = {name.lower(): name for name in SPLIT_NAMES}
 ARCHIVE_FOLDER = "chest_xray"

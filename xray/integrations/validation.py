@@ -15,10 +15,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from xray.constants import CLASS_NAMES
-from xray.dataset import SkippedFile
-from xray.image_stats import DRIFT_COLUMNS
-from xray.settings import DriftGateConfig, QualityGateConfig
+from xray.io.image_stats import DRIFT_COLUMNS
+from xray.logic.constants import CLASS_NAMES
+from xray.logic.dataset import SkippedFile
+from xray.logic.settings import DriftGateConfig, QualityGateConfig
 
 MAX_LISTED = 50
 """Offenders listed per check in messages and reports (all are counted)."""
@@ -239,7 +239,7 @@ def quality_report(
     """Runs the quality checks and Evidently's DataSummaryPreset on the statistics.
 
     Args:
-        table: The statistics table (:func:`xray.image_stats.statistics_table`).
+        table: The statistics table (:func:`xray.io.image_stats.statistics_table`).
         skipped: Files the load step could not use.
         config: Gate thresholds.
 

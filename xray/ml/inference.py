@@ -8,8 +8,8 @@ Input is a local path or an ``s3://`` / ``gs://`` URI to one image or a folder. 
 Files are read, checked and decoded ``batch_size`` at a time on a thread pool, while the
 model runs on the batch before (see :func:`score_images`): memory holds at most two
 batches of decoded images whatever the folder's size. Decoding for the model is the one
-shared preprocessing (:func:`xray.preprocessing.prepare_image`), so scores equal those of
-:func:`xray.training.predict_probabilities` and of the service.
+shared preprocessing (:func:`xray.ml.preprocessing.prepare_image`), so scores equal those of
+:func:`xray.ml.training.predict_probabilities` and of the service.
 """
 
 import logging
@@ -22,12 +22,9 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from xray.constants import CLASS_NAMES, POSITIVE_CLASS
-from xray.dataset import SkippedFile
-from xray.guard import InputGuard, Verdict, withholds_label
-from xray.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
-from xray.images import MAX_PIXELS, ImageError, decode_image
-from xray.layout import (
+from xray.io.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
+from xray.io.images import MAX_PIXELS, ImageError, decode_image
+from xray.io.layout import (
     EXTENSIONS_TEXT,
     DataError,
     extension,
@@ -36,8 +33,11 @@ from xray.layout import (
     locate,
     path_truth,
 )
-from xray.metrics import classification_metrics
-from xray.patients import patient_id_or_file
+from xray.logic.constants import CLASS_NAMES, POSITIVE_CLASS
+from xray.logic.dataset import SkippedFile
+from xray.logic.metrics import classification_metrics
+from xray.logic.patients import patient_id_or_file
+from xray.ml.guard import InputGuard, Verdict, withholds_label
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class InferenceResult:
             guard refused the image: then, in ``refuse`` mode, no probability and no
             label) and ``guard_reason``.
         statistics: Per-image statistics with the columns of
-            :func:`xray.image_stats.statistics_table` (split ``"new"``), for drift checks.
+            :func:`xray.io.image_stats.statistics_table` (split ``"new"``), for drift checks.
         skipped: Files that could not be scored, with the reason.
     """
 
@@ -98,7 +98,7 @@ class InferenceResult:
 
 def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
     """Lists the images to score under ``root``, without reading their contents (the
-    lenient, inference reading of :mod:`xray.layout`).
+    lenient, inference reading of :mod:`xray.io.layout`).
 
     Args:
         root: A local path or fsspec URL (``s3://``, ``gs://``) to one image file or to
@@ -255,23 +255,23 @@ def score_images(
     """Scores images streaming, ``batch_size`` at a time, with the model's decision threshold.
 
     While the model runs on one batch, the thread pool reads, checks
-    and decodes (:func:`xray.images.decode_image`), describes
-    (:func:`xray.image_stats.image_statistics`) and resizes
-    (:func:`xray.preprocessing.resize_pixels`) the next one. A file's bytes live
+    and decodes (:func:`xray.io.images.decode_image`), describes
+    (:func:`xray.io.image_stats.image_statistics`) and resizes
+    (:func:`xray.ml.preprocessing.resize_pixels`) the next one. A file's bytes live
     only while its thread works on it; at most two batches of decoded images are held.
     Unusable files are skipped with the reason; the run goes on.
 
     Args:
         model: A loaded Keras model (raw ``uint8`` images in, P(PNEUMONIA) out).
         files: The images to score (see :func:`find_inputs`).
-        image_size: The model's input side length (:func:`xray.model.model_image_size`).
+        image_size: The model's input side length (:func:`xray.ml.model.model_image_size`).
         threshold: Predict PNEUMONIA when P(PNEUMONIA) >= threshold.
         batch_size: Files read and decoded per batch.
         workers: Threads that read, check and decode files.
         progress: Called as ``progress(done, total)`` after each batch (files done,
             skipped ones included).
         max_pixels: Largest accepted image (width x height).
-        guard: The model's input guard (:mod:`xray.guard`), or None for none.
+        guard: The model's input guard (:mod:`xray.ml.guard`), or None for none.
         guard_mode: ``refuse`` (refused rows get no probability or label), ``flag``
             (they keep them) or ``off`` (the guard is not consulted).
 
@@ -280,8 +280,8 @@ def score_images(
     """
     import tensorflow as tf
 
-    from xray.guard import embedding_model
-    from xray.preprocessing import resize_pixels
+    from xray.ml.guard import embedding_model
+    from xray.ml.preprocessing import resize_pixels
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
@@ -354,7 +354,7 @@ def labelled_metrics(predictions: pd.DataFrame, threshold: float) -> dict[str, A
         threshold: The decision threshold the labels were made with.
 
     Returns:
-        :func:`xray.metrics.classification_metrics` plus ``labelled`` (the number of
+        :func:`xray.logic.metrics.classification_metrics` plus ``labelled`` (the number of
         images with a known truth that the input guard accepted), or None when there is
         none.
     """

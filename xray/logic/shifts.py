@@ -195,7 +195,7 @@ def operating_points(
     Returns:
         ``{shift: {"sensitivity", "specificity", "roc_auc"}, ..., "mean": ..., "worst": ...}``.
     """
-    from xray.metrics import classification_metrics
+    from xray.logic.metrics import classification_metrics
 
     keys = ("sensitivity", "specificity", "roc_auc")
     points = {}

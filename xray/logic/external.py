@@ -14,15 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from xray.dataset import ImageDataset, concatenate
-from xray.loading import folder_names
-from xray.metrics import bootstrap_intervals, classification_metrics
+from xray.logic.dataset import ImageDataset, concatenate
+from xray.logic.metrics import bootstrap_intervals, classification_metrics
 
 HEADLINE = ("roc_auc", "accuracy", "sensitivity", "specificity")
 
 
+def folder_names(roots: list[str], fallback: str) -> list[str]:
+    """A short unique name per folder: its last path part, ``-2``, ``-3``… on clashes."""
+    names: list[str] = []
+    for root in roots:
+        base = root.rstrip("/").rsplit("/", 1)[-1] or fallback
+        name, n = base, 2
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
+
+
 def set_names(roots: Sequence[str]) -> list[str]:
-    """A short unique name per external folder (:func:`xray.loading.folder_names`)."""
+    """A short unique name per external folder (:func:`folder_names`)."""
     return folder_names(list(roots), fallback="external")
 
 

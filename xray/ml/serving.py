@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from xray.constants import CLASS_NAMES
-from xray.guard import InputGuard, Verdict
-from xray.images import MAX_PIXELS, ImageError, decode_image
-from xray.settings import GUARD_MODES
+from xray.io.images import MAX_PIXELS, ImageError, decode_image
+from xray.logic.constants import CLASS_NAMES
+from xray.logic.settings import GUARD_MODES
+from xray.ml.guard import InputGuard, Verdict
 
 DISCLAIMER = (
     "Research demonstration, not a medical device: this output is not a diagnosis and "
@@ -81,7 +81,7 @@ def decode_upload(
         RequestError: 413 for a file over the size limit; 400 for an empty, non-image,
             truncated, tiny, bomb or multi-frame file, or one that cannot be decoded.
     """
-    from xray.preprocessing import resize_pixels
+    from xray.ml.preprocessing import resize_pixels
 
     check_size(data, name, max_bytes)
     try:
@@ -145,7 +145,7 @@ class Explanation(BaseModel):
 
     @classmethod
     def of(cls, heatmap: np.ndarray, probability: float) -> "Explanation":
-        """From :func:`xray.gradcam.gradcam`'s result."""
+        """From :func:`xray.ml.gradcam.gradcam`'s result."""
         return cls(heatmap=np.asarray(heatmap, np.float64).tolist(), probability=probability)
 
     @classmethod

@@ -1,0 +1,1 @@
+"""Adapters to other tools: MLflow (tracking), BentoML (packaging), Evidently (validation)."""

@@ -1,0 +1,1 @@
+"""What people read: the model card, evaluation plots, error analysis pages."""
