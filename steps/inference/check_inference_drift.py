@@ -11,6 +11,7 @@ from xray.integrations.validation import drift_report
 from xray.logic.constants import INFERENCE_DRIFT_ARTIFACT, INFERENCE_DRIFT_REPORT_ARTIFACT
 from xray.logic.records import DriftResult
 from xray.logic.settings import InferenceDriftSettings
+from xray.reporting.document import render
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def check_inference_drift(
         logger.warning(note)
         result.note = note
         log_metadata(metadata=result.model_dump(mode="json", exclude_none=True))
-        return HTMLString(f"<html><body><p>{note}</p></body></html>"), result
+        return HTMLString(render("note.html.j2", note=note)), result
     verdict, report = drift_report(
         statistics, config.gate(), reference=train.assign(split="reference"), current=("new",)
     )

@@ -6,7 +6,6 @@ or only warns, per the ``mode`` in the run config. Evidently 0.7 results are rea
 type and column, never by position or metric id (ids are hashes).
 """
 
-import html
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from xray.io.image_stats import DRIFT_COLUMNS
 from xray.logic.constants import CLASS_NAMES
 from xray.logic.dataset import SkippedFile
 from xray.logic.settings import DriftGateConfig, QualityGateConfig
+from xray.reporting.document import render
 
 MAX_LISTED = 50
 """Offenders listed per check in messages and reports (all are counted)."""
@@ -413,7 +413,7 @@ def _combined_html(snapshots: list[tuple[str, Any]]) -> str:
     """One standalone HTML page for several Evidently snapshots, with one copy of the
     Evidently JavaScript (each report alone inlines ~3.5 MB of it)."""
     if not snapshots:
-        return "<html><body><p>Nothing to compare.</p></body></html>"
+        return render("note.html.j2", note="Nothing to compare.")
     try:
         from evidently.core.metric_types import render_widgets
         from evidently.legacy.renderers.html_widgets import group_widget
@@ -428,30 +428,13 @@ def _combined_html(snapshots: list[tuple[str, Any]]) -> str:
 
 
 def summary_html(verdict: Verdict) -> str:
-    """A compact HTML table of the verdict: each check, pass/fail, summary, offenders."""
-    color = "#1b7f3b" if verdict.passed else ("#b00020" if verdict.mode == "fail" else "#b26a00")
-    state = "PASSED" if verdict.passed else ("FAILED" if verdict.mode == "fail" else "WARNING")
-    rows = []
-    for check in verdict.checks:
-        mark = "&#10003;" if check.passed else "&#10007;"
-        listed = "<br>".join(html.escape(o) for o in check.offenders[:MAX_LISTED])
-        if len(check.offenders) > MAX_LISTED:
-            listed += f"<br>... and {len(check.offenders) - MAX_LISTED} more"
-        rows.append(
-            f"<tr><td>{mark}</td><td>{html.escape(check.name)}</td>"
-            f"<td>{html.escape(check.summary)}</td><td style='font-size:11px'>{listed}</td></tr>"
-        )
-    return (
-        "<div style='font-family:sans-serif;margin:12px'>"
-        f"<h2 style='color:{color}'>Data {verdict.kind} gate: {state} (mode: {verdict.mode})</h2>"
-        "<table border='1' cellpadding='4' style='border-collapse:collapse;font-size:13px'>"
-        "<tr><th></th><th>check</th><th>result</th><th>offenders</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        + "<details><summary>verdict JSON</summary><pre>"
-        + html.escape(json.dumps(verdict.to_dict(), indent=1)[:20000])
-        + "</pre></details>"
-        + "</div>"
+    """A compact HTML table of the verdict: each check, pass/fail, summary, offenders
+    (template ``gate_summary.html.j2``)."""
+    return render(
+        "gate_summary.html.j2",
+        verdict=verdict,
+        max_listed=MAX_LISTED,
+        verdict_json=json.dumps(verdict.to_dict(), indent=1)[:20000],
     )
 
 

@@ -1,15 +1,13 @@
 """The model card, in Markdown and as standalone HTML, rendered from one plain dict.
 
-Both formats are rendered from the same list of sections (headings, paragraphs, bullet
-lists, tables), so they cannot say different things. Every value taken from the card
-dict is escaped for each format; missing optional parts read "not recorded".
+This module decides what the card says (its sections: paragraphs, bullet lists, tables);
+the Jinja2 templates of :mod:`xray.reporting.document` decide how it looks, both formats
+from the same sections, so they cannot say different things. Every value taken from the
+card dict is escaped for each format; missing optional parts read "not recorded".
 """
 
-import html
 import json
 import math
-import re
-from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 
 from xray.logic.constants import (
@@ -20,6 +18,17 @@ from xray.logic.constants import (
 )
 from xray.logic.records import ReleaseRecord, SplitSummary
 from xray.ml.serving import DISCLAIMER
+from xray.reporting.document import (
+    Block,
+    Bullets,
+    Code,
+    Inline,
+    Notice,
+    Paragraph,
+    Section,
+    Table,
+    render,
+)
 
 NOT_RECORDED = "not recorded"
 NOT_AVAILABLE = "n/a"
@@ -227,52 +236,6 @@ def split_rule(summary: SplitSummary) -> str:
         "counted as one patient each."
     )
     return text
-
-
-# --- Section data: what both formats render ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Code:
-    """An identifier or literal value (path, fingerprint, setting), set in monospace."""
-
-    text: str
-
-
-Inline = str | Code
-"""Text (escaped in both formats) or a code span."""
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    parts: tuple[Inline, ...]
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A prominent warning box (the disclaimer)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: tuple[tuple[Inline, ...], ...]
-
-
-@dataclass(frozen=True)
-class Table:
-    header: tuple[str, ...]
-    rows: tuple[tuple[Inline, ...], ...]
-
-
-Block = Paragraph | Notice | Bullets | Table
-
-
-@dataclass(frozen=True)
-class Section:
-    title: str
-    blocks: tuple[Block, ...]
 
 
 # --- Formatting of values -------------------------------------------------------------
@@ -866,127 +829,6 @@ def card_sections(card: ModelCard | dict[str, Any]) -> tuple[str, list[Section]]
     ]
 
 
-# --- Markdown ------------------------------------------------------------------------
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#&])")
-_MD_LINE_START = re.compile(r"^([-+]|\d+[.)])(?=\s|$)")
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-
-
-def _md_text(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", _one_line(text))
-
-
-def _md_code(text: str, in_table: bool) -> str:
-    text = _one_line(text)
-    if in_table:
-        text = text.replace("|", "\\|")
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _md_inline(parts: tuple[Inline, ...], in_table: bool = False) -> str:
-    text = "".join(
-        _md_code(p.text, in_table) if isinstance(p, Code) else _md_text(p) for p in parts
-    )
-    # A line opening with "- ", "+ " or "1. " would turn into a list.
-    return _MD_LINE_START.sub(lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1], text)
-
-
-def _md_block(block: Block) -> str:
-    if isinstance(block, Notice):
-        return f"> **{_md_text(block.text)}**"
-    if isinstance(block, Paragraph):
-        return _md_inline(block.parts)
-    if isinstance(block, Bullets):
-        return "\n".join(f"- {_md_inline(item)}" for item in block.items)
-    lines = [
-        "| " + " | ".join(_md_text(h) for h in block.header) + " |",
-        "|" + "|".join(" --- " for _ in block.header) + "|",
-    ]
-    lines += [
-        "| " + " | ".join(_md_inline((cell,), in_table=True) for cell in row) + " |"
-        for row in block.rows
-    ]
-    return "\n".join(lines)
-
-
-def _markdown(title: str, sections: list[Section]) -> str:
-    chunks = [f"# {_md_text(title)}"]
-    for section in sections:
-        if section.title:
-            chunks.append(f"## {_md_text(section.title)}")
-        chunks += [_md_block(block) for block in section.blocks]
-    return "\n\n".join(chunks) + "\n"
-
-
-# --- HTML ----------------------------------------------------------------------------
-
-_CSS = """
-body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;
-margin:0;background:#f6f7f9}
-main{max-width:860px;margin:0 auto;padding:24px 28px;background:#fff}
-h1{font-size:1.6em;margin:.2em 0 .4em}h2{font-size:1.2em;margin:1.6em 0 .5em;
-border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #d0d4da;
-padding:4px 10px;text-align:left;vertical-align:top}th{background:#eef1f5}
-code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:#f1f3f5;
-padding:1px 4px;border-radius:3px;word-break:break-all}
-.notice{border:2px solid #b00020;background:#fff4f4;color:#7a0016;padding:10px 14px;
-border-radius:6px;font-weight:600}
-"""
-
-
-def _html_inline(parts: tuple[Inline, ...]) -> str:
-    return "".join(
-        f"<code>{html.escape(p.text)}</code>" if isinstance(p, Code) else html.escape(p)
-        for p in parts
-    )
-
-
-def _html_block(block: Block) -> str:
-    if isinstance(block, Notice):
-        return f'<p class="notice" role="note">{html.escape(block.text)}</p>'
-    if isinstance(block, Paragraph):
-        return f"<p>{_html_inline(block.parts)}</p>"
-    if isinstance(block, Bullets):
-        items = "".join(f"<li>{_html_inline(item)}</li>" for item in block.items)
-        return f"<ul>{items}</ul>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_html_inline((cell,))}</td>" for cell in row) + "</tr>"
-        for row in block.rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _section_id(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-
-
-def _html(title: str, sections: list[Section]) -> str:
-    body = [f"<h1>{html.escape(title)}</h1>"]
-    for section in sections:
-        inner = "\n".join(_html_block(block) for block in section.blocks)
-        if section.title:
-            body.append(
-                f'<section id="{_section_id(section.title)}">'
-                f"<h2>{html.escape(section.title)}</h2>\n{inner}</section>"
-            )
-        else:
-            body.append(inner)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        "<body><main>\n" + "\n".join(body) + "\n</main></body>\n</html>\n"
-    )
-
-
 def render_model_card(card: ModelCard | dict[str, Any]) -> tuple[str, str]:
     """Renders the model card in Markdown and as a standalone HTML page.
 
@@ -1002,4 +844,7 @@ def render_model_card(card: ModelCard | dict[str, Any]) -> tuple[str, str]:
         ValueError: When ``model_name`` or ``model_version`` is missing.
     """
     title, sections = card_sections(card)
-    return _markdown(title, sections), _html(title, sections)
+    return (
+        render("document.md.j2", title=title, sections=sections),
+        render("document.html.j2", title=title, sections=sections),
+    )
