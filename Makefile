@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
 
-.PHONY: run test test-unit lint format benchmark clean
+.PHONY: run test test-unit test-containers lint format benchmark base-images serving-image clean
 
 run: $(STAMP)
 	$(VENV)/bin/python run.py --stack local
@@ -16,6 +16,19 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(VENV)/bin/python -m pytest tests/unit
+
+# The container suite (needs a running Docker engine; see "Serving image" in the README).
+test-containers: $(STAMP)
+	$(VENV)/bin/python -m pytest -m containers tests/containers
+
+# A Python 3.11 base image from Debian packages, for sites that cannot pull public images
+# (needs root, debootstrap and Docker). XRAY_EXTRA_CA_CERTS: a PEM bundle to trust inside.
+base-images:
+	scripts/base_image.sh
+
+# The production version's serving image (bentoml containerize); its tag is the last line.
+serving-image: $(STAMP)
+	$(VENV)/bin/python -m application.serving_image
 
 # ruff (lint + format) and the import contracts of pyproject.toml (the layers).
 lint: $(STAMP)

@@ -112,3 +112,20 @@ def test_overlay_is_merged_into_the_run_config(tmp_path: Path) -> None:
     local = load_stack_spec("local")
     config = PROJECT_ROOT / "configs" / "training.yaml"
     assert merge_run_config(config, local, tmp_path) == config
+
+
+@pytest.mark.parametrize("key", ["sagemaker", "vertex", "sagemaker-hybrid", "vertex-hybrid"])
+def test_the_parent_image_is_a_setting(key: str, tmp_path: Path) -> None:
+    """A site that cannot pull zenmldocker/zenml builds its own (make base-images)."""
+    run_config = tmp_path / "mine.yaml"
+    run_config.write_text("steps: {}\n")
+    for env, expected in (
+        ({}, "zenmldocker/zenml:0.98.0-py3.11"),
+        (
+            {"XRAY_PARENT_IMAGE": "registry.local/xray-python:3.11"},
+            "registry.local/xray-python:3.11",
+        ),
+    ):
+        spec = load_stack_spec(key, env={**_values(key), **env})
+        merged = yaml.safe_load(merge_run_config(run_config, spec, tmp_path / "out").read_text())
+        assert merged["settings"]["docker"]["parent_image"] == expected

@@ -148,7 +148,10 @@ def pinned_requirements() -> list[str]:
 
 
 def build_bento(
-    model_tag: str, labels: dict[str, str] | None = None, model_card: str | None = None
+    model_tag: str,
+    labels: dict[str, str] | None = None,
+    model_card: str | None = None,
+    base_image: str | None = None,
 ) -> str:
     """Builds the service's Bento from a clean context holding only what it needs.
 
@@ -165,6 +168,9 @@ def build_bento(
         model_card: The model card (Markdown); it goes into the Bento as
             ``MODEL_CARD.md`` and is the Bento's description (shown by ``bentoml get``
             and on the served index page).
+        base_image: The parent image of ``bentoml containerize`` (it needs Python 3.11
+            with ``pip`` and ``useradd``: ``make base-images`` builds one); None keeps
+            BentoML's default, the public ``python:3.11-slim``.
 
     Returns:
         The Bento tag.
@@ -185,6 +191,8 @@ def build_bento(
         wheel = build_core_wheel(ctx / "wheels")
         bentofile["python"]["wheels"] = [f"wheels/{wheel.name}"]
         bentofile["labels"] = {**bentofile.get("labels", {}), **(labels or {})}
+        if base_image:
+            bentofile["docker"] = {**bentofile.get("docker", {}), "base_image": base_image}
         if model_card:
             (ctx / "MODEL_CARD.md").write_text(model_card)
             bentofile["description"] = model_card
