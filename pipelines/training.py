@@ -117,7 +117,7 @@ def training_pipeline(
         external,
     )
     card, _card_html = create_model_card(release)
-    bentoml_model = package_model(model, release, guard)
-    bento, _archive = build_bento(bentoml_model, card)
+    bentoml_model, model_archive = package_model(model, release, guard)
+    bento, _archive = build_bento(bentoml_model, model_archive, card)
     registered = register_model(release, bentoml_model, bento)
     promote_model(model, test_set, registered)

@@ -8,7 +8,7 @@ from zenml.enums import ArtifactType
 from zenml.types import MarkdownString
 
 from xray.integrations.packaging import build_bento as build
-from xray.integrations.packaging import export_bento
+from xray.integrations.packaging import ensure_model, export_bento
 from xray.logic.constants import BENTO_ARCHIVE_ARTIFACT
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)
 def build_bento(
-    bentoml_model_tag: str, model_card: MarkdownString
+    bentoml_model_tag: str, bentoml_model_archive: bytes, model_card: MarkdownString
 ) -> tuple[
     Annotated[str, "bento_tag"],
     Annotated[
@@ -33,12 +33,16 @@ def build_bento(
 
     Args:
         bentoml_model_tag: The BentoML model the Bento serves.
+        bentoml_model_archive: That model's store entry, imported when this machine's
+            store lacks it (a cloud step's fresh container).
         model_card: The model card (Markdown), put into the Bento.
 
     Returns:
         The Bento tag (``bentoml serve <tag>``, ``bentoml containerize <tag>``) and the
         ``.bento`` archive (``bentoml import``).
     """
+    if ensure_model(bentoml_model_tag, bentoml_model_archive):
+        logger.info("Imported BentoML model %s from its archive", bentoml_model_tag)
     version = get_step_context().model
     tag = build(
         bentoml_model_tag,

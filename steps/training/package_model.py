@@ -5,7 +5,8 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
-from xray.integrations.packaging import save_to_model_store
+from xray.integrations.packaging import export_model, save_to_model_store
+from xray.logic.constants import BENTOML_MODEL_ARCHIVE_ARTIFACT
 from xray.logic.records import ReleaseRecord
 from xray.ml.guard import InputGuard
 from xray.ml.model import KerasModelFile
@@ -19,7 +20,9 @@ def package_model(
     model: KerasModelFile,
     release: ReleaseRecord,
     guard: InputGuard | None,
-) -> Annotated[str, "bentoml_model_tag"]:
+) -> tuple[
+    Annotated[str, "bentoml_model_tag"], Annotated[bytes, BENTOML_MODEL_ARCHIVE_ARTIFACT]
+]:
     """Saves ``model.keras`` with ``bentoml.models.create``, labelled with the ZenML
     model version and carrying threshold, class names, image size, metrics and data
     fingerprint as metadata (the service reads threshold and image size from there), and
@@ -32,7 +35,9 @@ def package_model(
         guard: The fitted input guard, saved as ``guard.json`` beside ``model.keras``.
 
     Returns:
-        The BentoML model tag.
+        The BentoML model tag, and the model store entry as an archive: the store is
+        local to the machine, and on a cloud stack the next step runs in another
+        container (``build_bento`` imports it there).
     """
     tag = save_to_model_store(
         model,
@@ -42,4 +47,4 @@ def package_model(
     )
     logger.info("Saved BentoML model %s", tag)
     log_metadata(metadata={"bentoml_model_tag": tag})
-    return tag
+    return tag, export_model(tag)

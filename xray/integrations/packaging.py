@@ -213,6 +213,45 @@ def build_bento(
     return tags[-1].removeprefix("__tag__:").strip()
 
 
+def export_model(tag: str) -> bytes:
+    """A BentoML model store entry (``model.keras``, ``guard.json``, metadata) as one
+    archive, so that a step on another machine can restore it with the same tag."""
+    import bentoml
+
+    with tempfile.TemporaryDirectory(prefix="model-export-") as tmp:
+        path = bentoml.models.export_model(tag, str(Path(tmp) / "model.bentomodel"))
+        return Path(path).read_bytes()
+
+
+def ensure_model(tag: str, archive: bytes) -> bool:
+    """Makes ``tag`` present in this machine's BentoML model store, importing ``archive``
+    (from :func:`export_model`) when it is missing: on a cloud stack each step runs in its
+    own container, whose store starts empty.
+
+    Returns:
+        Whether it had to be imported.
+
+    Raises:
+        ValueError: The archive holds another model than ``tag``.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.models.get(tag)
+        return False
+    except NotFound:
+        pass
+    with tempfile.TemporaryDirectory(prefix="model-import-") as tmp:
+        path = Path(tmp) / "model.bentomodel"
+        path.write_bytes(archive)
+        imported = bentoml.models.import_model(str(path))
+    if str(imported.tag) != tag:
+        bentoml.models.delete(imported.tag)
+        raise ValueError(f"The model archive holds {imported.tag}, not {tag}.")
+    return True
+
+
 def export_bento(tag: str) -> bytes:
     """The Bento (with its model) as one ``.bento`` archive, to keep in the artifact store.
 
