@@ -32,6 +32,7 @@ Examples:
   python run.py --stack local --pipeline inference --data scan.jpeg
   python run.py --pipeline inference --data ~/new_xrays --on-drift retrain
   python run.py --stack sagemaker --dry-run         # preview: no account or credentials
+  python run.py --stack sagemaker --rehearse        # the cloud run, in its images, on 127.0.0.1
   python run.py --stack vertex --data gs://bucket/chest_xray   # GPU training on Vertex AI
 """
 
@@ -97,6 +98,12 @@ def _stack_choices() -> list[str]:
     is_flag=True,
     help="Compile for the stack and write what would be submitted; needs no account.",
 )
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    help="Run a cloud stack's compiled definition here: each step in its image, with a "
+    "ZenML server, a storage emulator and MLflow on 127.0.0.1; needs Docker, no account.",
+)
 def main(
     stack: str,
     pipeline_name: str,
@@ -107,6 +114,7 @@ def main(
     on_drift: str | None,
     no_cache: bool,
     dry_run: bool,
+    rehearse: bool,
 ) -> None:
     """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack, or score
     new images with the production model (--pipeline inference)."""
@@ -114,8 +122,11 @@ def main(
     from xray.io.layout import DataError
 
     config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
-    if dry_run and (pipeline_name != "training" or len(data) > 1):
-        raise click.UsageError("--dry-run compiles the training pipeline on one --data.")
+    if dry_run and rehearse:
+        raise click.UsageError("--dry-run and --rehearse are alternatives; choose one.")
+    for flag, given in (("--dry-run", dry_run), ("--rehearse", rehearse)):
+        if given and (pipeline_name != "training" or len(data) > 1 or external_tests):
+            raise click.UsageError(f"{flag} runs the training pipeline on one --data.")
     if external_tests and pipeline_name != "training":
         raise click.UsageError("--external-test belongs to training runs (--pipeline training).")
     if pipeline_name == "inference" and len(data) != 1:
@@ -125,6 +136,12 @@ def main(
     try:
         if dry_run:
             click.echo("\n" + compile_for(stack, config, data[0] if data else None))
+            return
+        if rehearse:
+            from application.rehearse import rehearse as rehearse_stack
+
+            outcome = rehearse_stack(stack, config, data[0] if data else None, click.echo)
+            click.echo("\n".join(outcome.report()))
             return
         data_dirs = [resolve_data(d) for d in data] or [resolve_data(None)]
         external = [resolve_data(d) for d in external_tests]

@@ -126,3 +126,36 @@ def bento_server(env: dict[str, str], launcher: bool = False) -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+CONTAINER_BASE_IMAGE = os.environ.get("XRAY_SERVING_BASE_IMAGE") or "xray-python:3.11-bookworm"
+
+
+def docker(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``docker ARGS`` with its output captured as text (the container suite)."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """The container suite's Python 3.11 base image, built from Debian packages when
+    missing (about 2 min), trusting this machine's CA certificates so that pip and uv
+    inside reach PyPI through a TLS-intercepting proxy."""
+    from application.serving_image import docker_environment
+
+    docker_environment()  # fails with what to do when there is no engine
+    if docker("image", "inspect", CONTAINER_BASE_IMAGE).returncode != 0:
+        env = dict(os.environ)
+        system_ca = Path("/etc/ssl/certs/ca-certificates.crt")
+        if system_ca.is_file():
+            env.setdefault("XRAY_EXTRA_CA_CERTS", str(system_ca))
+        built = subprocess.run(
+            [str(PROJECT_ROOT / "scripts" / "base_image.sh"), CONTAINER_BASE_IMAGE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert built.stdout.strip().splitlines()[-1] == CONTAINER_BASE_IMAGE  # the tag, last
+    return CONTAINER_BASE_IMAGE

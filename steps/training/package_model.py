@@ -20,9 +20,7 @@ def package_model(
     model: KerasModelFile,
     release: ReleaseRecord,
     guard: InputGuard | None,
-) -> tuple[
-    Annotated[str, "bentoml_model_tag"], Annotated[bytes, BENTOML_MODEL_ARCHIVE_ARTIFACT]
-]:
+) -> tuple[Annotated[str, "bentoml_model_tag"], Annotated[bytes, BENTOML_MODEL_ARCHIVE_ARTIFACT]]:
     """Saves ``model.keras`` with ``bentoml.models.create``, labelled with the ZenML
     model version and carrying threshold, class names, image size, metrics and data
     fingerprint as metadata (the service reads threshold and image size from there), and

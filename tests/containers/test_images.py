@@ -8,8 +8,6 @@ through a TLS-intercepting proxy.
 """
 
 import io
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,43 +15,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import docker as _docker
 from conftest import free_port
 from PIL import Image
 
-from application.serving_image import containerize, docker_environment
+from application.serving_image import containerize
 from xray.integrations.packaging import build_bento, save_to_model_store
 from xray.ml.model import KerasModelFile, build_model, with_temperature
 from xray.ml.serving import decode_upload
 
 pytestmark = pytest.mark.containers
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGE = os.environ.get("XRAY_SERVING_BASE_IMAGE") or "xray-python:3.11-bookworm"
-SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 SIZE = 48
 CARD = "# Model card: container test\n\nNot a medical device.\n"
-
-
-def _docker(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def base_image() -> str:
-    docker_environment()  # fails with what to do when there is no engine
-    if _docker("image", "inspect", BASE_IMAGE).returncode != 0:
-        env = dict(os.environ)
-        if SYSTEM_CA.is_file():
-            env.setdefault("XRAY_EXTRA_CA_CERTS", str(SYSTEM_CA))
-        built = subprocess.run(
-            [str(PROJECT_ROOT / "scripts" / "base_image.sh"), BASE_IMAGE],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-        assert built.returncode == 0, built.stderr[-3000:]
-        assert built.stdout.strip().splitlines()[-1] == BASE_IMAGE  # the tag, last
-    return BASE_IMAGE
 
 
 def test_the_base_image_has_python_311_and_reaches_pypi_over_tls(base_image: str) -> None:
