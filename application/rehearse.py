@@ -16,6 +16,7 @@ stay under ``outputs/rehearsal/<stack>/``.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,7 @@ class RehearsalOutcome:
         ]
         for image in self.images:
             lines.append(
-                f"  image {image['image']}: built in {image['seconds']:.0f} s, "
+                f"  image {image['image']}: built in {image['seconds']:.1f} s, "
                 f"{image['size'] / 1e9:.2f} GB (kept on the local engine, not pushed)"
             )
         where = "in its image" if self.containers else ""
@@ -197,6 +198,10 @@ def _first_image(data: str) -> Path:
     return next(iter(sorted((PROJECT_ROOT / DEFAULT_DATA).rglob("*.jpeg"))))
 
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def rehearse(
     stack: str, config: Path, data: str | None, echo: Callable[[str], None]
 ) -> RehearsalOutcome:
@@ -235,9 +240,12 @@ def rehearse(
     os.environ["BENTOML_HOME"] = str(root / "bentoml")  # serving must read the emulator
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     outcome = RehearsalOutcome(stack=stack, out_dir=str(out_dir.relative_to(PROJECT_ROOT)))
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the services are stopped.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _rehearse(stack, config, data, storage, parent, root, out_dir, outcome, echo)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         outcome.seconds["total"] = time.monotonic() - start
         (out_dir / "rehearsal.json").write_text(json.dumps(asdict(outcome), indent=2) + "\n")
         shutil.rmtree(root, ignore_errors=True)

@@ -154,6 +154,8 @@ def _start_gcs(stack: ExitStack, services: Services) -> None:
     services.env.update(
         STORAGE_EMULATOR_HOST=f"http://{LOOPBACK}:{port}",
         # No metadata server and no credentials file here: anonymous access to the emulator.
+        # gcsfs' experimental zonal/HNS bucket probe speaks gRPC, which the emulator does not.
+        GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false",
         NO_GCE_CHECK="True",
         GCE_METADATA_HOST=f"{LOOPBACK}:1",
         GCE_METADATA_IP=f"{LOOPBACK}:1",

@@ -19,6 +19,8 @@ would reach it:
   ``describe_training_job`` calls and the Vertex ``create_custom_job`` /
   ``get_custom_job`` calls are answered by the same container runner;
 - the image push (ECR, Artifact Registry): the built image stays on the local engine;
+- Google's identity (Application Default Credentials): anonymous, for the configured
+  project (AWS's is the emulator's keys in the environment);
 - the "remote orchestrators need a remote ZenML server" check: the server is on loopback.
 
 A container runs as ``docker run --rm --network host --env-file FILE IMAGE COMMAND``; the
@@ -352,6 +354,7 @@ def rehearsed(
 ) -> Iterator[None]:
     """Patches the calls that would reach a cloud's control plane (see the module)."""
     import boto3
+    from google.auth.credentials import AnonymousCredentials
     from sagemaker.session import Session
     from sagemaker.workflow.pipeline import Pipeline
     from zenml.container_engines.docker_engine import DockerContainerEngine
@@ -359,6 +362,7 @@ def rehearsed(
     from zenml.integrations.aws.step_operators.sagemaker_step_operator import (
         SagemakerStepOperator,
     )
+    from zenml.integrations.gcp.google_credentials_mixin import GoogleCredentialsMixin
     from zenml.integrations.gcp.orchestrators.vertex_orchestrator import VertexOrchestrator
     from zenml.integrations.gcp.step_operators.vertex_step_operator import VertexStepOperator
     from zenml.stack.stack import Stack
@@ -404,6 +408,9 @@ def rehearsed(
             default_bucket=self.config.bucket,
         )
 
+    def google_identity(self: Any) -> tuple[Any, str]:
+        return AnonymousCredentials(), getattr(self.config, "project", None) or "xray-rehearsal"
+
     def job_service_client(self: Any, *_: Any, **__: Any) -> LocalVertexJobs:
         return vertex
 
@@ -424,6 +431,7 @@ def rehearsed(
         (Pipeline, "start", start),
         (SagemakerStepOperator, "_get_sagemaker_session", step_operator_session),
         (VertexStepOperator, "get_job_service_client", job_service_client),
+        (GoogleCredentialsMixin, "_get_authentication", google_identity),
         (VertexOrchestrator, "_upload_and_run_pipeline", upload_and_run),
     ]
     missing = [f"{owner.__name__}.{name}" for owner, name, _ in patches if not hasattr(owner, name)]
