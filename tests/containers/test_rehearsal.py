@@ -22,9 +22,9 @@ import pytest
 
 from synthetic import small_run_config
 
-pytestmark = pytest.mark.containers
+TIMEOUT_S = 2400  # a cold image build plus 17 step containers, with room to spare
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(TIMEOUT_S + 60)]
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT_S = 2400
 
 
 def _rehearse(
