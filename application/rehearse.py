@@ -267,6 +267,7 @@ def _rehearse(
     from stacks.emulators import MLFLOW_USER, ServiceError, cloud_services
     from stacks.registry import load_stack_spec, register_stack
     from stacks.rehearsal import ContainerRunner, ImageBuild, RehearsalError, rehearsed
+    from stacks.upstream import apply_upstream_fixes
 
     echo(f"Starting the ZenML server, the {storage.upper()} emulator and MLflow on 127.0.0.1 ...")
     try:
@@ -289,6 +290,7 @@ def _rehearse(
             Client().create_secret(
                 name, values={"username": MLFLOW_USER, "password": services.mlflow_password}
             )
+        apply_upstream_fixes(spec)
         register_stack(spec)
         data_dir = _stage_data(data, services.bucket_uri, services.env)
         runner = ContainerRunner(out_dir, role_env=services.env)

@@ -95,6 +95,9 @@ def prepare_stack(stack: str, data_dirs: list[str], echo: Callable[[str], None])
             if not all(check.ok for check in checks):
                 raise RunError(report(spec, checks))
             echo(f"Preflight passed ({len(checks)} checks, {time.perf_counter() - start:.1f} s).")
+    from stacks.upstream import apply_upstream_fixes
+
+    apply_upstream_fixes(spec)
     register_stack(spec)
     return spec
 
