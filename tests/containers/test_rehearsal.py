@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import docker
 
 from synthetic import small_run_config
 
@@ -54,8 +55,10 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_cloud_stack_rehearses_to_a_promoted_served_version(
     stack: str, bucket: str, containers: int, base_image: str, config: Path
 ) -> None:
+    containers_before = docker("ps", "-aq").stdout.split()
     done = _rehearse(stack, base_image, config=config)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert docker("ps", "-aq").stdout.split() == containers_before  # none left behind
     outcome = json.loads(
         (PROJECT_ROOT / "outputs" / "rehearsal" / stack / "rehearsal.json").read_text()
     )

@@ -129,3 +129,18 @@ def test_the_parent_image_is_a_setting(key: str, tmp_path: Path) -> None:
         spec = load_stack_spec(key, env={**_values(key), **env})
         merged = yaml.safe_load(merge_run_config(run_config, spec, tmp_path / "out").read_text())
         assert merged["settings"]["docker"]["parent_image"] == expected
+
+
+@pytest.mark.parametrize("key", ["sagemaker", "vertex", "sagemaker-hybrid", "vertex-hybrid"])
+def test_image_builds_leave_no_intermediate_containers(key: str, tmp_path: Path) -> None:
+    """ZenML's local image builder calls the Docker SDK, which keeps every intermediate
+    build container unless told otherwise (7.5 GB after one build of the GPU image)."""
+    from zenml.config import DockerSettings
+
+    run_config = tmp_path / "mine.yaml"
+    run_config.write_text("steps: {}\n")
+    spec = load_stack_spec(key, env=_values(key))
+    merged = yaml.safe_load(merge_run_config(run_config, spec, tmp_path / "out").read_text())
+    settings = DockerSettings.model_validate(merged["settings"]["docker"])
+    options = settings.build_config.build_options.to_docker_python_sdk_options()
+    assert options["rm"] is True
