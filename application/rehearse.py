@@ -157,6 +157,7 @@ def _serve_and_predict(image: Path, log: Path) -> dict[str, Any]:
     """
     import httpx
 
+    from application.serve import wait_until_ready
     from stacks.emulators import LOOPBACK, free_port
 
     port = free_port()
@@ -167,17 +168,9 @@ def _serve_and_predict(image: Path, log: Path) -> dict[str, Any]:
         )
     url = f"http://{LOOPBACK}:{port}"
     try:
-        deadline = time.monotonic() + SERVE_TIMEOUT_S
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RunError(f"bentoml serve did not become ready ({log}):\n{tail}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        if not wait_until_ready(url, SERVE_TIMEOUT_S, lambda: process.poll() is None):
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RunError(f"bentoml serve did not become ready ({log}):\n{tail}")
         answer = httpx.post(
             f"{url}/predict", files={"image": (image.name, image.read_bytes())}, timeout=60
         )

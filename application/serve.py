@@ -16,11 +16,30 @@ Every other option goes to ``bentoml serve`` unchanged.
 import argparse
 import os
 import sys
+import time
+from collections.abc import Callable
 
 from application.workspace import PROJECT_ROOT, ensure_zenml_repository
 from xray.logic.constants import MODEL_NAME
 
 BENTO_DIR = PROJECT_ROOT / "bentos"
+
+
+def wait_until_ready(url: str, timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Polls ``<url>/readyz`` until it answers 200 (True), ``timeout`` seconds pass or
+    ``alive()`` turns false (False): how to wait for ``bentoml serve`` or its container.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
 
 
 def production_tag(model_name: str) -> str:

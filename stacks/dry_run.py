@@ -17,7 +17,7 @@ ZenML store and stops it at the points where it would reach out:
   dry run.
 
 Every interception is in :func:`_intercepted`, against the pinned ZenML/SageMaker SDK
-versions; ``tests/unit/test_dry_run.py`` fails if an upgrade moves one of them.
+versions; ``tests/integration/test_cloud_cli.py`` fails if an upgrade moves one of them.
 """
 
 import contextlib
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stacks.interception import patched
 from stacks.registry import StackSpec
 
 logger = logging.getLogger(__name__)
@@ -173,14 +174,8 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
         (VertexOrchestrator, "_upload_and_run_pipeline", upload_and_run),
         (LocalOrchestrator, "submit_pipeline", run_locally),
     ]
-    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
-    try:
-        for owner, name, replacement in patches:
-            setattr(owner, name, replacement)
+    with patched(patches, "stacks/dry_run.py"):
         yield
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
 
 
 def dry_run(

@@ -45,6 +45,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from stacks.interception import patched
+
 ACCOUNT = "000000000000"
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
 _KFP_PLACEHOLDER = re.compile(r"\{\{\$\.[^}]*\}\}")
@@ -434,19 +436,5 @@ def rehearsed(
         (GoogleCredentialsMixin, "_get_authentication", google_identity),
         (VertexOrchestrator, "_upload_and_run_pipeline", upload_and_run),
     ]
-    missing = [f"{owner.__name__}.{name}" for owner, name, _ in patches if not hasattr(owner, name)]
-    if missing:
-        raise RehearsalError(
-            f"The pinned ZenML or cloud SDK moved {', '.join(missing)}; see stacks/rehearsal.py."
-        )
-    own = [(owner, name, owner.__dict__.get(name)) for owner, name, _ in patches]
-    try:
-        for owner, name, replacement in patches:
-            setattr(owner, name, replacement)
+    with patched(patches, "stacks/rehearsal.py"):
         yield
-    finally:
-        for owner, name, original in own:
-            if original is None:
-                delattr(owner, name)  # it was inherited: the base class's applies again
-            else:
-                setattr(owner, name, original)

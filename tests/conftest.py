@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 
@@ -92,7 +91,7 @@ def bento_server(env: dict[str, str], launcher: bool = False) -> Iterator[str]:
 
     With ``launcher``, started as a user serves production: ``python -m application.serve``
     (which resolves the production version, then becomes ``bentoml serve``)."""
-    import httpx
+    from application.serve import wait_until_ready
 
     port = free_port()
     address = ["--host", "127.0.0.1", "--port", str(port)]
@@ -106,19 +105,9 @@ def bento_server(env: dict[str, str], launcher: bool = False) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    start = time.monotonic()
     try:
-        while time.monotonic() - start < 120:
-            if process.poll() is not None:
-                pytest.fail(f"bentoml serve exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("bentoml serve was not ready within 120 s")
+        if not wait_until_ready(url, 120, lambda: process.poll() is None):
+            pytest.fail(f"bentoml serve was not ready within 120 s (exit {process.poll()})")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -8,7 +8,6 @@ through a TLS-intercepting proxy.
 """
 
 import io
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from conftest import docker as _docker
 from conftest import free_port
 from PIL import Image
 
+from application.serve import wait_until_ready
 from application.serving_image import containerize
 from xray.integrations.packaging import build_bento, save_to_model_store
 from xray.ml.model import KerasModelFile, build_model, with_temperature
@@ -62,15 +62,7 @@ def serving_container(base_image: str, calibrated: tuple[object, str]) -> Iterat
     container = started.stdout.strip()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
+        if not wait_until_ready(url, 180):
             pytest.fail("the serving container was not ready in 180 s: " + _logs(container))
         yield url, image
     finally:
