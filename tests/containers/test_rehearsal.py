@@ -76,13 +76,19 @@ def test_a_cloud_stack_rehearses_to_a_promoted_served_version(
     assert "bentoml serve answered /predict" in done.stdout
 
 
-def test_a_failing_cloud_step_prints_its_log_and_command(base_image: str, config: Path) -> None:
-    done = _rehearse(
-        "sagemaker", base_image, "--data", "s3://xray-rehearsal/missing", config=config
-    )
+def test_a_failing_cloud_step_prints_its_log_and_command(
+    base_image: str, config: Path, tmp_path: Path
+) -> None:
+    """Files that list as images but do not decode pass the client's layout check and
+    fail inside the load step's container, on the data uploaded to the emulator."""
+    for name in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "corrupt" / name).mkdir(parents=True)
+        for i in range(6):
+            (tmp_path / "corrupt" / name / f"{i}.jpeg").write_bytes(b"not a jpeg " * 50)
+    done = _rehearse("sagemaker", base_image, "--data", str(tmp_path / "corrupt"), config=config)
     assert done.returncode == 1
     output = done.stdout + done.stderr
     assert "Step container 'load-dataset-" in output and "exited with 1" in output
-    assert "s3://xray-rehearsal/missing does not exist" in output  # from the step's own log
+    assert "usable images under s3://xray-rehearsal/data/corrupt" in output  # the step's log
     assert "docker run --rm --network host --env-file" in output  # the exact command
     assert "--step_name load_dataset" in output
