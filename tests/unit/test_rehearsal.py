@@ -1,7 +1,7 @@
 """The rehearsal's cloud stand-ins without a Docker engine: a fake ``docker`` on PATH
 records each container it is asked to run, so the definitions' execution order, the
 resolved commands and environments, and the failure report are checked here; the real
-images and services are the container suite's (tests/containers/test_rehearsal.py)."""
+images and services are the container suite's (tests/containers/test_cloud_rehearsal.py)."""
 
 import json
 import os
