@@ -132,7 +132,7 @@ def _parent_image(echo: Callable[[str], None]) -> str:
     return image
 
 
-def _stage_data(data: str | None, bucket_uri: str, env: dict[str, str]) -> str:
+def _stage_data(data: str | None, bucket_uri: str) -> str:
     """What the load step reads: the shipped sample travels with the code; a folder of
     this machine is uploaded to the emulator's bucket, as it must be for the cloud."""
     resolved = resolve_data(data)
@@ -218,7 +218,7 @@ def rehearse(
 
     start = time.monotonic()
     try:
-        probe = load_stack_spec(stack, env=REHEARSAL_VALUES | {"XRAY_MLFLOW_TRACKING_URI": "x"})
+        probe = load_stack_spec(stack, placeholders=True)
     except StackSpecError as exc:
         raise RunError(str(exc)) from None
     if not probe.is_remote:
@@ -264,65 +264,64 @@ def _rehearse(
 
     echo(f"Starting the ZenML server, the {storage.upper()} emulator and MLflow on 127.0.0.1 ...")
     try:
-        services_context = cloud_services(storage, root / "services")
-        services = services_context.__enter__()
-    except ServiceError as exc:
-        raise RunError(str(exc)) from None
-    try:
-        os.environ.update(services.env)
-        values = {
-            **REHEARSAL_VALUES,
-            "XRAY_MLFLOW_TRACKING_URI": services.mlflow_uri,
-            "XRAY_PARENT_IMAGE": parent,
-        }
-        spec = load_stack_spec(stack, env={**os.environ, **values})
-        ensure_zenml_repository()
-        from zenml.client import Client
+        with cloud_services(storage, root / "services") as services:
+            os.environ.update(services.env)
+            values = {
+                **REHEARSAL_VALUES,
+                "XRAY_MLFLOW_TRACKING_URI": services.mlflow_uri,
+                "XRAY_PARENT_IMAGE": parent,
+            }
+            spec = load_stack_spec(stack, env={**os.environ, **values})
+            ensure_zenml_repository()
+            from zenml.client import Client
 
-        for name in spec.secret_references():
-            Client().create_secret(
-                name, values={"username": MLFLOW_USER, "password": services.mlflow_password}
+            for name in spec.secret_references():
+                Client().create_secret(
+                    name, values={"username": MLFLOW_USER, "password": services.mlflow_password}
+                )
+            apply_upstream_fixes(spec)
+            register_stack(spec)
+            data_dir = _stage_data(data, services.bucket_uri)
+            runner = ContainerRunner(out_dir, role_env=services.env)
+            builds: list[ImageBuild] = []
+            echo(
+                f"Running the '{stack}' definition, its steps in containers (data: {data_dir}) ..."
             )
-        apply_upstream_fixes(spec)
-        register_stack(spec)
-        data_dir = _stage_data(data, services.bucket_uri, services.env)
-        runner = ContainerRunner(out_dir, role_env=services.env)
-        builds: list[ImageBuild] = []
-        echo(
-            f"Running the '{stack}' definition with its steps in containers (data: {data_dir}) ..."
-        )
-        started = time.monotonic()
-        failure = ""
-        try:
-            with rehearsed(out_dir, runner, REHEARSAL_VALUES["XRAY_AWS_REGION"], builds):
-                result = train(spec, config, [data_dir], no_cache=True)
-        except (RehearsalError, RunError) as exc:
-            failed = [run.failure() for run in runner.runs if run.returncode not in (0, None)]
-            failure = "\n".join([str(exc), *[f for f in failed if f not in str(exc)]])
-            result = None
-        outcome.seconds["pipeline"] = time.monotonic() - started
-        outcome.images = [asdict(build) for build in builds]
-        outcome.containers = [
-            {"name": r.name, "image": r.image, "seconds": round(r.seconds, 1),
-             "returncode": r.returncode, "log": str(r.log.relative_to(PROJECT_ROOT))}
-            for r in runner.runs
-        ]  # fmt: skip
-        if failure:
-            raise RunError(failure)
-        if result is None:
-            raise RunError("The run returned before it ended; the rehearsal needs it to end.")
-        outcome.run_name, outcome.status = result.run_name, result.status
-        version = Client().get_model_version(MODEL_NAME, "production")
-        if result.release is None or str(version.number) != str(result.release.model_version):
-            reasons = "; ".join(result.promotion.reasons) if result.promotion else "no decision"
-            raise RunError(f"The rehearsed run did not promote its model version: {reasons}")
-        outcome.model_version, outcome.stage = str(version.number), "production"
-        outcome.artifact_uri = version.get_artifact(BENTO_ARCHIVE_ARTIFACT).uri
-        if not outcome.artifact_uri.startswith(services.bucket_uri):
-            raise RunError(f"The Bento archive is at {outcome.artifact_uri}, not on the emulator.")
-        echo("Serving the production version with bentoml serve ...")
-        outcome.prediction = _serve_and_predict(
-            _first_image(data_dir if not is_uri(data_dir) else DEFAULT_DATA), out_dir / "serve.log"
-        )
-    finally:
-        services_context.__exit__(None, None, None)
+            started = time.monotonic()
+            failure = ""
+            try:
+                with rehearsed(out_dir, runner, REHEARSAL_VALUES["XRAY_AWS_REGION"], builds):
+                    result = train(spec, config, [data_dir], no_cache=True)
+            except (RehearsalError, RunError) as exc:
+                failed = [run.failure() for run in runner.runs if run.returncode not in (0, None)]
+                failure = "\n".join([str(exc), *[f for f in failed if f not in str(exc)]])
+                result = None
+            outcome.seconds["pipeline"] = time.monotonic() - started
+            outcome.images = [asdict(build) for build in builds]
+            outcome.containers = [
+                {"name": r.name, "image": r.image, "seconds": round(r.seconds, 1),
+                 "returncode": r.returncode, "log": str(r.log.relative_to(PROJECT_ROOT))}
+                for r in runner.runs
+            ]  # fmt: skip
+            if failure:
+                raise RunError(failure)
+            if result is None:
+                raise RunError("The run returned before it ended; the rehearsal needs it to end.")
+            outcome.run_name, outcome.status = result.run_name, result.status
+            version = Client().get_model_version(MODEL_NAME, "production")
+            if result.release is None or str(version.number) != str(result.release.model_version):
+                reasons = "; ".join(result.promotion.reasons) if result.promotion else "no decision"
+                raise RunError(f"The rehearsed run did not promote its model version: {reasons}")
+            outcome.model_version, outcome.stage = str(version.number), "production"
+            outcome.artifact_uri = version.get_artifact(BENTO_ARCHIVE_ARTIFACT).uri
+            if not outcome.artifact_uri.startswith(services.bucket_uri):
+                raise RunError(
+                    f"The Bento archive is at {outcome.artifact_uri}, not on the emulator."
+                )
+            echo("Serving the production version with bentoml serve ...")
+            outcome.prediction = _serve_and_predict(
+                _first_image(data_dir if not is_uri(data_dir) else DEFAULT_DATA),
+                out_dir / "serve.log",
+            )
+    except ServiceError as exc:  # a service did not start; the started ones are stopped
+        raise RunError(str(exc)) from None

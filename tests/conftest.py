@@ -28,7 +28,6 @@ sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
@@ -56,10 +55,7 @@ def single_folder(tmp_path: Path) -> Path:
     return make_single_folder(tmp_path / "xrays", per_class=12)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from stacks.emulators import free_port  # noqa: E402,F401  (the tests' free loopback port)
 
 
 @pytest.fixture
