@@ -20,6 +20,9 @@ import json
 import logging
 import os
 import sys
+import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +35,17 @@ import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 
-from xray.logic.constants import GUARD_FILE  # noqa: E402
-from xray.ml.guard import withholds_label  # noqa: E402
+from xray.io.prediction_log import (  # noqa: E402
+    PredictionRecord,
+    UnknownInferenceError,
+    image_folder,
+    keep_images,
+    open_log,
+    purge_images,
+    save_image,
+)
+from xray.logic.constants import CLASS_NAMES, GUARD_FILE  # noqa: E402
+from xray.ml.guard import Verdict, withholds_label  # noqa: E402
 from xray.ml.serving import (  # noqa: E402
     DISCLAIMER,
     Explanation,
@@ -45,6 +57,7 @@ from xray.ml.serving import (  # noqa: E402
     max_batch_files,
     max_upload_bytes,
     refusal,
+    served_statistics,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,7 +91,47 @@ def _model_tag() -> str:
 
 
 MODEL_TAG = _model_tag()
+CHALLENGER_TAG = os.environ.get("XRAY_CHALLENGER_TAG", "").strip()
+"""A second model scored in shadow after each answer (set by ``python -m application.serve
+--challenger``); its answers are logged and counted, never returned."""
 HEADERS = {"X-Disclaimer": "Not a medical device; not a diagnosis."}
+ID_HEADER = "X-Inference-Id"
+
+# Prometheus metrics on /metrics (BentoML's registry; built lazily, on first use).
+PREDICTIONS = bentoml.metrics.Counter(
+    name="xray_predictions_total",
+    documentation="Answers by model version, role (production or challenger) and label "
+    "(WITHHELD: the input guard refused the image)",
+    labelnames=["model_version", "role", "label"],
+)
+REFUSALS = bentoml.metrics.Counter(
+    name="xray_guard_refusals_total",
+    documentation="Images the input guard did not accept, by model version and guard mode",
+    labelnames=["model_version", "mode"],
+)
+PROBABILITY = bentoml.metrics.Histogram(
+    name="xray_probability",
+    documentation="P(PNEUMONIA) of answered images, by model version and role",
+    labelnames=["model_version", "role"],
+    buckets=tuple(round(0.1 * i, 1) for i in range(1, 10)) + (0.95, 0.99, 1.0),
+)
+LATENCY = bentoml.metrics.Histogram(
+    name="xray_request_seconds",
+    documentation="Time from request to answer, by route and HTTP status",
+    labelnames=["route", "status"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+SHADOW = bentoml.metrics.Counter(
+    name="xray_shadow_comparisons_total",
+    documentation="Images scored by the challenger in shadow, by whether its label "
+    "agreed with production's",
+    labelnames=["production_version", "challenger_version", "agreement"],
+)
+FEEDBACK = bentoml.metrics.Counter(
+    name="xray_feedback_total",
+    documentation="Ground-truth labels received on /feedback, by label and outcome",
+    labelnames=["label", "outcome"],
+)
 
 
 class _JsonForForms:
@@ -194,6 +247,13 @@ class PneumoniaModel:
                 lambda x: (self.model(x, training=False), None), input_signature=[spec]
             )
         self._forward(np.zeros((1, size, size, 3), np.uint8))  # trace once, before traffic
+        self._challenger = None
+        if CHALLENGER_TAG:  # the challenger resizes production's input itself
+            challenger = load_model(bentoml.models.get(CHALLENGER_TAG).path_of("model.keras"))
+            self._challenger = tf.function(
+                lambda x: challenger(x, training=False), input_signature=[spec]
+            )
+            self._challenger(np.zeros((1, size, size, 3), np.uint8))
 
     # max_latency_ms bounds how long a request may wait for its batch; BentoML answers
     # 503 when it predicts that bound cannot be met, so it is set for a busy 2-core box.
@@ -207,6 +267,14 @@ class PneumoniaModel:
             return np.column_stack([p, np.full_like(p, np.nan)])
         return np.column_stack([p, self.guard.distances(np.asarray(embeddings))])
 
+    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=30000)
+    def predict_challenger(self, images: np.ndarray) -> np.ndarray:
+        """``[N]`` P(PNEUMONIA) of the challenger (``XRAY_CHALLENGER_TAG``) for the same
+        prepared images as :meth:`predict`."""
+        if self._challenger is None:
+            raise RuntimeError("no challenger is loaded (XRAY_CHALLENGER_TAG is not set)")
+        return np.asarray(self._challenger(images)).reshape(-1)
+
     @bentoml.api
     def explain(self, image: np.ndarray) -> Explanation:
         """Grad-CAM map of one prepared image ``[S, S, 3]`` uint8, and P(PNEUMONIA)."""
@@ -218,7 +286,8 @@ class PneumoniaModel:
 
 @bentoml.service(workers=1, traffic={"timeout": 60, "concurrency": 128})
 class PneumoniaClassifier:
-    """The public API. Answers carry the label at the threshold chosen at evaluation."""
+    """The public API. Answers carry the label at the threshold chosen at evaluation, and
+    an ``inference_id`` to send ground truth to ``/feedback`` with."""
 
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
     model = bentoml.depends(PneumoniaModel)
@@ -238,13 +307,31 @@ class PneumoniaClassifier:
         self._decode_slots = asyncio.Semaphore(max(1, workers))
         warm = np.zeros((self.image_size, self.image_size, 3), np.uint8)
         decode_upload(_png_bytes(warm), self.image_size)  # first request is not slow
+        self.log = open_log()  # None with XRAY_PREDICTION_LOG=off
+        self.image_days = keep_images() if self.log is not None else None
+        if self.image_days is not None:
+            purge_images(image_folder(), self.image_days)
+        self.challenger_version, self.challenger_threshold = None, None
+        if CHALLENGER_TAG:
+            challenger = bentoml.models.get(CHALLENGER_TAG).info
+            self.challenger_version = str(
+                challenger.labels.get("zenml_model_version", challenger.tag.version)
+            )
+            self.challenger_threshold = float(challenger.metadata["threshold"])
+        self._background: set[asyncio.Task] = set()
 
-    async def _prepare(self, path: Path, name: str) -> np.ndarray:
+    async def _prepare(self, path: Path, name: str) -> tuple[np.ndarray, bytes]:
         """Reads and decodes one upload in a thread (never on the event loop), at most
-        ``XRAY_DECODE_CONCURRENCY`` at a time."""
+        ``XRAY_DECODE_CONCURRENCY`` at a time: the model input and the file's bytes."""
         async with self._decode_slots:
             data = await asyncio.to_thread(Path(path).read_bytes)
-            return await asyncio.to_thread(decode_upload, data, self.image_size, name)
+            return await asyncio.to_thread(decode_upload, data, self.image_size, name), data
+
+    async def _statistics(self, files: list[bytes]) -> list[dict[str, Any]]:
+        """The drift statistics of each file, for the log (none when the log is off)."""
+        if self.log is None:
+            return [{} for _ in files]
+        return await asyncio.to_thread(lambda: [served_statistics(data) for data in files])
 
     async def _verdicts(self, pixels: list[np.ndarray], distances: np.ndarray) -> list[Any]:
         """The guard's verdict per image; None each when the guard is off or absent."""
@@ -262,8 +349,11 @@ class PneumoniaClassifier:
 
         return await asyncio.to_thread(judge)
 
-    def _error(self, error: RequestError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status, headers=HEADERS)
+    def _error(self, error: RequestError, inference_id: str | None = None) -> JSONResponse:
+        body, headers = error.body(), dict(HEADERS)
+        if inference_id is not None:
+            body["inference_id"] = headers[ID_HEADER] = inference_id
+        return JSONResponse(body, status_code=error.status, headers=headers)
 
     async def _call(self, method: Any, *args: Any) -> Any:
         """Calls the model service, retrying a dropped keep-alive connection twice (under
@@ -295,27 +385,125 @@ class PneumoniaClassifier:
         ).body()
         return JSONResponse(body, status_code=500, headers=HEADERS)
 
-    @bentoml.api(route="/predict")
-    async def predict(self, image: Path) -> dict[str, Any]:
-        """Classifies one chest X-ray (multipart field ``image``: JPEG, PNG or DICOM)."""
+    async def _score(
+        self, route: str, pixels: list[np.ndarray], files: list[bytes]
+    ) -> tuple[list[str], np.ndarray, list[Verdict | None]] | JSONResponse:
+        """Runs the model (and, beside it, the statistics for the log), judges each image
+        with the guard, logs every answer and starts the challenger in shadow.
+
+        Returns:
+            The inference ids, P(PNEUMONIA) per image and the guard's verdicts; or the
+            503/500 answer when the model service failed.
+        """
+        batch = np.stack(pixels)
         try:
-            pixels = await self._prepare(image, "image")
-        except RequestError as error:
-            return self._error(error)
-        try:
-            out = await self._call(self.model.to_async.predict, pixels[None])
+            out, statistics = await asyncio.gather(
+                self._call(self.model.to_async.predict, batch), self._statistics(files)
+            )
         except Exception as exc:  # noqa: BLE001 - mapped to 503 or 500 by _failed
             return self._failed(exc)
         out = np.asarray(out).reshape(-1, 2)
-        (verdict,) = await self._verdicts([pixels], out[:, 1])
+        verdicts = await self._verdicts(pixels, out[:, 1])
+        ids = [uuid.uuid4().hex for _ in pixels]
+        now = datetime.now(UTC)
+        records = []
+        for i, (probability, verdict) in enumerate(zip(out[:, 0], verdicts, strict=True)):
+            withheld = withholds_label(verdict, self.mode)
+            label = CLASS_NAMES[int(probability >= self.threshold)]
+            PREDICTIONS.labels(
+                self.model_version, "production", "WITHHELD" if withheld else label
+            ).inc()
+            PROBABILITY.labels(self.model_version, "production").observe(float(probability))
+            if verdict is not None and not verdict.accepted:
+                REFUSALS.labels(self.model_version, self.mode).inc()
+            records.append(
+                PredictionRecord(
+                    inference_id=ids[i],
+                    time=now,
+                    route=route,
+                    model_version=self.model_version,
+                    probability=float(probability),
+                    label=None if withheld else label,
+                    threshold=self.threshold,
+                    accepted=None if verdict is None else verdict.accepted,
+                    guard_reason=None if verdict is None or verdict.accepted else verdict.reason,
+                    statistics=statistics[i],
+                )
+            )
+        if self.log is not None:
+            self.log.record(records)
+            if self.image_days is not None:
+                await asyncio.to_thread(_save_images, ids, pixels, self.image_days)
+        if CHALLENGER_TAG:
+            task = asyncio.create_task(self._shadow(records, batch))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return ids, out[:, 0], verdicts
+
+    async def _shadow(self, answered: list[PredictionRecord], batch: np.ndarray) -> None:
+        """Scores the answered images with the challenger, after the answer, and logs its
+        answers under the same ids (role ``challenger``)."""
+        try:
+            p = np.asarray(await self._call(self.model.to_async.predict_challenger, batch))
+        except Exception:  # noqa: BLE001 - a failing challenger never affects production
+            logger.exception("Shadow scoring by challenger %s failed", CHALLENGER_TAG)
+            return
+        records = []
+        for record, probability in zip(answered, p.reshape(-1), strict=True):
+            label = CLASS_NAMES[int(probability >= self.challenger_threshold)]
+            agreement = "agree" if record.label in (None, label) else "disagree"
+            if record.label is not None:
+                SHADOW.labels(self.model_version, self.challenger_version, agreement).inc()
+            PREDICTIONS.labels(self.challenger_version, "challenger", label).inc()
+            PROBABILITY.labels(self.challenger_version, "challenger").observe(float(probability))
+            records.append(
+                record.model_copy(
+                    update={
+                        "role": "challenger",
+                        "model_version": self.challenger_version,
+                        "probability": float(probability),
+                        "label": label,
+                        "threshold": self.challenger_threshold,
+                    }
+                )
+            )
+        if self.log is not None:
+            self.log.record(records)
+
+    @bentoml.api(route="/predict")
+    async def predict(self, image: Path) -> dict[str, Any]:
+        """Classifies one chest X-ray (multipart field ``image``: JPEG, PNG or DICOM)."""
+        started = time.perf_counter()
+        response = await self._predict(image)
+        LATENCY.labels("/predict", str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    async def _predict(self, image: Path) -> JSONResponse:
+        try:
+            pixels, data = await self._prepare(image, "image")
+        except RequestError as error:
+            return self._error(error)
+        scored = await self._score("/predict", [pixels], [data])
+        if isinstance(scored, JSONResponse):
+            return scored
+        (inference_id,), probabilities, (verdict,) = scored
         if withholds_label(verdict, self.mode):
-            return self._error(refusal(verdict))
-        body = guarded_answer(float(out[0, 0]), self.threshold, self.model_version, verdict)
-        return JSONResponse(body, headers=HEADERS)
+            return self._error(refusal(verdict), inference_id)
+        body = guarded_answer(float(probabilities[0]), self.threshold, self.model_version, verdict)
+        body["inference_id"] = inference_id
+        return JSONResponse(body, headers={**HEADERS, ID_HEADER: inference_id})
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, images: list[Path]) -> list[dict[str, Any]]:
         """Classifies several images (multipart field ``images``, repeated)."""
+        started = time.perf_counter()
+        response = await self._predict_batch(images)
+        LATENCY.labels("/predict_batch", str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    async def _predict_batch(self, images: list[Path]) -> JSONResponse:
         if len(images) > max_batch_files():
             return self._error(
                 RequestError(
@@ -327,28 +515,67 @@ class PneumoniaClassifier:
         if not images:
             return self._error(RequestError(400, "no file in field 'images'"))
         try:
-            pixels = list(
-                await asyncio.gather(
-                    *(self._prepare(p, f"images[{i}]") for i, p in enumerate(images))
-                )
+            prepared = await asyncio.gather(
+                *(self._prepare(p, f"images[{i}]") for i, p in enumerate(images))
             )
         except RequestError as error:
             return self._error(error)
-        try:
-            out = await self._call(self.model.to_async.predict, np.stack(pixels))
-        except Exception as exc:  # noqa: BLE001
-            return self._failed(exc)
-        out = np.asarray(out).reshape(-1, 2)
-        verdicts = await self._verdicts(pixels, out[:, 1])
+        pixels, files = [p for p, _ in prepared], [d for _, d in prepared]
+        scored = await self._score("/predict_batch", pixels, files)
+        if isinstance(scored, JSONResponse):
+            return scored
+        ids, probabilities, verdicts = scored
         results = []
-        for i, (probability, verdict) in enumerate(zip(out[:, 0], verdicts, strict=True)):
+        for i, (probability, verdict) in enumerate(zip(probabilities, verdicts, strict=True)):
             if withholds_label(verdict, self.mode):
-                results.append(refusal(verdict, f"images[{i}]").body())
+                result = refusal(verdict, f"images[{i}]").body()
             else:
-                results.append(
-                    guarded_answer(float(probability), self.threshold, self.model_version, verdict)
+                result = guarded_answer(
+                    float(probability), self.threshold, self.model_version, verdict
                 )
-        return JSONResponse(results, headers=HEADERS)
+            results.append({**result, "inference_id": ids[i]})
+        return JSONResponse(results, headers={**HEADERS, ID_HEADER: ",".join(ids)})
+
+    @bentoml.api(route="/feedback")
+    async def feedback(
+        self, inference_id: str, label: str, source: str | None = None
+    ) -> dict[str, Any]:
+        """Records the true label of an answered image (JSON ``{"inference_id": ...,
+        "label": "NORMAL" | "PNEUMONIA", "source": ...}``). Sending the same label again
+        changes nothing; another label replaces it (a correction)."""
+        if label not in CLASS_NAMES:
+            return self._error(
+                RequestError(400, f"label {label!r}: use one of {', '.join(CLASS_NAMES)}")
+            )
+        if source is not None and len(source) > 200:
+            return self._error(RequestError(400, "source: at most 200 characters"))
+        if self.log is None:
+            return self._error(
+                RequestError(409, "the prediction log is off (XRAY_PREDICTION_LOG=off)")
+            )
+        log = self.log
+
+        def store() -> str:
+            try:
+                return log.store.add_feedback(inference_id, label, source)
+            except UnknownInferenceError:
+                log.flush(5)  # the prediction may still be in the journal
+                return log.store.add_feedback(inference_id, label, source)
+
+        try:
+            outcome = await asyncio.to_thread(store)
+        except UnknownInferenceError:
+            FEEDBACK.labels(label, "unknown").inc()
+            return self._error(
+                RequestError(404, f"no prediction has inference_id {inference_id!r}")
+            )
+        except Exception:  # noqa: BLE001 - the database is down: the caller may retry
+            logger.exception("Feedback could not be stored")
+            body = RequestError(503, "the prediction log is unavailable; retry shortly").body()
+            return JSONResponse(body, status_code=503, headers={**HEADERS, "Retry-After": "5"})
+        FEEDBACK.labels(label, outcome).inc()
+        body = {"inference_id": inference_id, "label": label, "status": outcome}
+        return JSONResponse(body, headers=HEADERS)
 
     @bentoml.api(route="/explain")
     async def explain(self, image: Path) -> Any:
@@ -356,7 +583,7 @@ class PneumoniaClassifier:
         from xray.ml.gradcam import overlay_png
 
         try:
-            pixels = await self._prepare(image, "image")
+            pixels, _ = await self._prepare(image, "image")
         except RequestError as error:
             return self._error(error)
         try:
@@ -376,6 +603,20 @@ class PneumoniaClassifier:
             "X-Disclaimer-Full": DISCLAIMER,
         }
         return Response(png, media_type="image/png", headers=headers)
+
+
+_last_purge = [time.monotonic()]
+
+
+def _save_images(ids: list[str], pixels: list[np.ndarray], days: int) -> None:
+    """Keeps the model's input of each answered image (XRAY_PREDICTION_LOG_IMAGES=keep),
+    and deletes those older than the retention limit, at most once an hour."""
+    folder = image_folder()
+    for inference_id, image in zip(ids, pixels, strict=True):
+        save_image(folder, inference_id, image)
+    if time.monotonic() - _last_purge[0] > 3600:
+        _last_purge[0] = time.monotonic()
+        purge_images(folder, days)
 
 
 def _png_bytes(pixels: np.ndarray) -> bytes:

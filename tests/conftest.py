@@ -19,6 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["KERAS_HOME"] = str(_ISOLATED / "keras-home")  # no cached ImageNet weights
 os.environ["BENTOML_HOME"] = str(_ISOLATED / "bentoml")  # models and Bentos of the tests
+os.environ["XRAY_PREDICTION_LOG_DIR"] = str(_ISOLATED / "prediction-log")  # the service's log
+os.environ.pop("XRAY_PREDICTION_LOG_URL", None)
 # gcsfs' experimental zonal/HNS bucket probe speaks gRPC, which the local GCS emulator
 # used by the gs:// tests does not; real GCS works either way.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
@@ -106,7 +108,8 @@ def bento_server(env: dict[str, str], launcher: bool = False) -> Iterator[str]:
             pytest.fail(f"bentoml serve was not ready within 120 s (exit {process.poll()})")
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:

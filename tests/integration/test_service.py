@@ -70,7 +70,15 @@ def test_good_images_are_classified_with_the_evaluation_threshold(
     response = _post(server, data, f"x.{fmt.lower()}")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"label", "probability", "threshold", "model_version", "disclaimer"}
+    assert set(body) == {
+        "label",
+        "probability",
+        "threshold",
+        "model_version",
+        "disclaimer",
+        "inference_id",
+    }
+    assert response.headers["x-inference-id"] == body["inference_id"]
     assert body["threshold"] == pytest.approx(THRESHOLD) and body["model_version"] == "42"
     assert body["label"] == ("PNEUMONIA" if body["probability"] >= THRESHOLD else "NORMAL")
     assert response.headers["x-disclaimer"].startswith("Not a medical device")

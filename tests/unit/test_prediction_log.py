@@ -57,7 +57,9 @@ def test_records_reach_the_database_with_their_statistics(
     log.close()
     assert len(predictions) == 7 and feedback.empty
     assert set(predictions["role"]) == {"production", "challenger"}
-    assert predictions.set_index(["inference_id", "role"]).loc[("id-0003", "production"), "mean"] == 3
+    assert (
+        predictions.set_index(["inference_id", "role"]).loc[("id-0003", "production"), "mean"] == 3
+    )
     assert set(DRIFT_COLUMNS) <= set(predictions.columns)
     assert log.journal.stat().st_size == 0  # moved, then the journal starts afresh
 

@@ -25,6 +25,8 @@ SERVICE_REQUIREMENTS = (
     "pylibjpeg-openjpeg",
     "pylibjpeg-rle",
     "python-gdcm",
+    "sqlalchemy",  # the prediction log
+    "pg8000",  # ... in a PostgreSQL database (XRAY_PREDICTION_LOG_URL)
 )
 """What the service imports; pinned to the versions installed here when a Bento is built."""
 

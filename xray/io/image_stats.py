@@ -7,18 +7,23 @@ different native resolutions. Width, height, mode, bit depth and file size descr
 file as stored.
 """
 
+from __future__ import annotations
+
 import hashlib
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from xray.io.images import decode_image
 from xray.logic.constants import CLASS_NAMES
 from xray.logic.dataset import ImageDataset
 from xray.logic.settings import DRIFT_COLUMNS
+
+if TYPE_CHECKING:  # the service computes statistics without pandas
+    import pandas as pd
 
 ANALYSIS_SIZE = 256
 NEAR_BLACK = 10
@@ -115,6 +120,8 @@ def statistics_table(splits: Mapping[str, ImageDataset], workers: int = 4) -> pd
         A DataFrame with :data:`ID_COLUMNS`, :data:`CATEGORICAL_COLUMNS` and
         :data:`DRIFT_COLUMNS`.
     """
+    import pandas as pd
+
     rows: list[dict[str, float | int | str]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for split, part in splits.items():

@@ -25,13 +25,15 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, Field
 
 from xray.logic.constants import CLASS_NAMES
+
+if TYPE_CHECKING:  # pandas is imported where the tables are read: the service never does
+    import pandas as pd
 
 URL_ENV = "XRAY_PREDICTION_LOG_URL"
 DIR_ENV = "XRAY_PREDICTION_LOG_DIR"
@@ -136,10 +138,6 @@ class PredictionStore:
         import sqlalchemy as sa
 
         self.url = url or log_url()
-        if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(
-                parents=True, exist_ok=True
-            )
         try:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
@@ -163,11 +161,19 @@ class PredictionStore:
         if self._created:
             return
         try:
+            if self.url.startswith("sqlite:///"):
+                folder = Path(self.url.removeprefix("sqlite:///")).expanduser().parent
+                folder.mkdir(parents=True, exist_ok=True)
             self.metadata.create_all(self.engine)
+        except OSError as exc:
+            raise PredictionLogError(
+                f"prediction log database {redacted(self.url)}: its folder cannot be "
+                f"created ({exc.strerror})"
+            ) from None
         except sa.exc.SQLAlchemyError as exc:
             raise PredictionLogError(
                 f"prediction log database {redacted(self.url)} cannot be reached: "
-                f"{type(exc.orig or exc).__name__}: {exc.orig or exc}"
+                f"{type(_cause(exc)).__name__}: {_cause(exc)}"
             ) from None
         self._created = True
 
@@ -240,6 +246,7 @@ class PredictionStore:
             ``(predictions, feedback)``: the predictions with their statistics as
             columns; the feedback's ``inference_id``, ``label``, ``source``, ``time``.
         """
+        import pandas as pd
         import sqlalchemy as sa
 
         self.create()
@@ -408,8 +415,13 @@ def _insert(store: PredictionStore, records: list[PredictionRecord]) -> None:
     except sa.exc.SQLAlchemyError as exc:
         store._created = False
         raise PredictionLogError(
-            f"database {redacted(store.url)} failed: {type(exc.orig or exc).__name__}"
+            f"database {redacted(store.url)} failed: {type(_cause(exc)).__name__}"
         ) from None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The driver's exception behind SQLAlchemy's wrapper (what names the problem)."""
+    return getattr(exc, "orig", None) or exc
 
 
 def _parse(data: bytes, path: Path) -> list[PredictionRecord]:

@@ -91,6 +91,17 @@ def decode_upload(
     return resize_pixels(pixels, image_size).numpy()
 
 
+def served_statistics(data: bytes) -> dict[str, float | int | str]:
+    """What the prediction log keeps of an uploaded file: the drift statistics, computed
+    exactly as for the training reference (:func:`xray.io.image_stats.image_statistics`),
+    without the file's hash (it would let records be matched to a file)."""
+    from xray.io.image_stats import image_statistics
+
+    statistics = image_statistics(data)
+    statistics.pop("sha256", None)
+    return statistics
+
+
 def refusal(verdict: Verdict, name: str = "image") -> RequestError:
     """The 422 for an image the input guard refuses (never a label)."""
     return RequestError(
