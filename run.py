@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
+from application.monitor import monitor
 from application.score import score
 from application.train import compile_for, train
 from application.workspace import DEFAULT_DATA, PROJECT_ROOT, RunError, prepare_stack, resolve_data
 from xray.logic.settings import DRIFT_ACTIONS
 
-PIPELINES = ("training", "inference")
-DEFAULT_OUT = "outputs/inference"
+PIPELINES = ("training", "inference", "monitoring")
+DEFAULT_OUT = {"inference": "outputs/inference", "monitoring": "outputs/monitoring"}
 NOT_A_DEVICE = (
     "This model is a demonstration, not a medical device: do not use its predictions for diagnosis."
 )
@@ -31,6 +32,9 @@ Examples:
   python run.py --stack local --pipeline inference --data ~/new_xrays --out preds
   python run.py --stack local --pipeline inference --data scan.jpeg
   python run.py --pipeline inference --data ~/new_xrays --on-drift retrain
+  python run.py --pipeline monitoring --since 2026-12-01   # judge the service's answers
+  python run.py promote --challenger                # the shadow challenger, on live evidence
+  python run.py approve 7 --by "Dr. Ada Lovelace" --note "reviewed the card"
   python run.py --stack sagemaker --dry-run         # preview: no account or credentials
   python run.py --stack sagemaker --rehearse        # the cloud run, in its images, on 127.0.0.1
   python run.py --stack vertex --data gs://bucket/chest_xray   # GPU training on Vertex AI
@@ -43,7 +47,12 @@ def _stack_choices() -> list[str]:
     return available_stacks()
 
 
-@click.command(epilog=EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    epilog=EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    invoke_without_command=True,
+)
+@click.pass_context
 @click.option(
     "--stack",
     type=click.Choice(_stack_choices()),
@@ -81,10 +90,18 @@ def _stack_choices() -> list[str]:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_OUT,
-    show_default=True,
-    help="Inference: folder for predictions.csv, drift.json and the drift report.",
+    default=None,
+    help="Inference: folder for predictions.csv, drift.json and the drift report "
+    f"[default: {DEFAULT_OUT['inference']}]. Monitoring: folder for monitoring.json and "
+    f"its report [default: {DEFAULT_OUT['monitoring']}].",
 )
+@click.option(
+    "--since",
+    default=None,
+    help="Monitoring: judge the answers since this ISO time (e.g. 2026-12-01) "
+    "[default: load_prediction_window.config.window_days before now].",
+)
+@click.option("--until", default=None, help="Monitoring: ... and before this ISO time.")
 @click.option(
     "--on-drift",
     type=click.Choice(DRIFT_ACTIONS),
@@ -105,21 +122,28 @@ def _stack_choices() -> list[str]:
     "ZenML server, a storage emulator and MLflow on 127.0.0.1; needs Docker, no account.",
 )
 def main(
+    ctx: click.Context,
     stack: str,
     pipeline_name: str,
     config: Path | None,
     data: tuple[str, ...],
     external_tests: tuple[str, ...],
-    out: Path,
+    out: Path | None,
+    since: str | None,
+    until: str | None,
     on_drift: str | None,
     no_cache: bool,
     dry_run: bool,
     rehearse: bool,
 ) -> None:
-    """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack, or score
-    new images with the production model (--pipeline inference)."""
+    """Train the chest X-ray pneumonia classifier with ZenML on the chosen stack, score
+    new images with the production model (--pipeline inference), or judge what the
+    service answered (--pipeline monitoring). Commands: promote, approve."""
+    if ctx.invoked_subcommand is not None:
+        return
     from stacks.registry import StackSpecError
     from xray.io.layout import DataError
+    from xray.io.prediction_log import PredictionLogError
 
     config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
     if dry_run and rehearse:
@@ -127,6 +151,13 @@ def main(
     for flag, given in (("--dry-run", dry_run), ("--rehearse", rehearse)):
         if given and (pipeline_name != "training" or len(data) > 1 or external_tests):
             raise click.UsageError(f"{flag} runs the training pipeline on one --data.")
+    if (since or until) and pipeline_name != "monitoring":
+        raise click.UsageError("--since and --until belong to --pipeline monitoring.")
+    if pipeline_name == "monitoring" and data:
+        raise click.UsageError(
+            "--pipeline monitoring reads the service's prediction log, not --data "
+            "(XRAY_PREDICTION_LOG_URL names the database)."
+        )
     if external_tests and pipeline_name != "training":
         raise click.UsageError("--external-test belongs to training runs (--pipeline training).")
     if pipeline_name == "inference" and len(data) != 1:
@@ -143,6 +174,12 @@ def main(
             outcome = rehearse_stack(stack, config, data[0] if data else None, click.echo)
             click.echo("\n".join(outcome.report()))
             return
+        out = out or Path(DEFAULT_OUT.get(pipeline_name, DEFAULT_OUT["inference"]))
+        if pipeline_name == "monitoring":
+            spec = prepare_stack(stack, [], click.echo)
+            watched = monitor(spec, config, since, until, out, no_cache, click.echo)
+            click.echo("\n".join(watched.report_lines()))
+            return
         data_dirs = [resolve_data(d) for d in data] or [resolve_data(None)]
         external = [resolve_data(d) for d in external_tests]
         spec = prepare_stack(stack, data_dirs + external, click.echo)
@@ -155,8 +192,76 @@ def main(
                 click.echo("\n".join(exc.outcome.report() if exc.outcome else []))
                 raise
         click.echo("\n".join(outcome.report() if outcome else []))
-    except (RunError, DataError, StackSpecError) as exc:
+    except (RunError, DataError, StackSpecError, PredictionLogError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+MODEL_OPTION = click.option(
+    "--model-name",
+    default=None,
+    help="The ZenML Model [default: XRAY_MODEL_NAME, else pneumonia_classifier].",
+)
+
+
+def _model_name(given: str | None) -> str:
+    import os
+
+    from xray.logic.constants import MODEL_NAME
+
+    return given or os.environ.get("XRAY_MODEL_NAME") or MODEL_NAME
+
+
+@main.command()
+@click.option(
+    "--challenger",
+    "challenger",
+    is_flag=True,
+    required=True,
+    help="Promote the challenger the service scored in shadow (required: the only kind of "
+    "promotion by hand that needs evidence).",
+)
+@click.option("--version", default=None, help="The challenger's version [default: the newest].")
+@click.option("--since", default=None, help="Only requests since this ISO time count.")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=PROJECT_ROOT / "configs" / "training.yaml",
+    show_default=True,
+    help="The run config whose promote_model gates apply.",
+)
+@MODEL_OPTION
+def promote(
+    challenger: bool, version: str | None, since: str | None, config: Path, model_name: str | None
+) -> None:
+    """Replace production with the shadow challenger when its live figures, on the
+    labelled requests both models scored, pass the promotion gates."""
+    from application.promote import promote_challenger
+    from xray.io.prediction_log import PredictionLogError
+
+    try:
+        outcome = promote_challenger(_model_name(model_name), version, since, config)
+    except (RunError, PredictionLogError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(outcome.report()))
+    if not outcome.promoted:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("version")
+@click.option("--by", required=True, help="Who signs the version off.")
+@click.option("--note", required=True, help="What was reviewed, and why it may serve.")
+@MODEL_OPTION
+def approve(version: str, by: str, note: str, model_name: str | None) -> None:
+    """Sign off VERSION (it must have passed the promotion gates; with require_approval it
+    waits in staging) and promote it to production."""
+    from application.promote import approve_version
+
+    try:
+        lines = approve_version(_model_name(model_name), version, by, note)
+    except RunError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ artifact store when this machine does not have it), then starts ``bentoml serve`
     python -m application.serve --host 127.0.0.1              # serve production
     python -m application.serve --model-name my_model --port 3001
     python -m application.serve --print-tag                   # only print the tag
+    python -m application.serve --challenger staging          # + the staging version in shadow
 
 Every other option goes to ``bentoml serve`` unchanged.
 """
@@ -67,12 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("XRAY_MODEL_NAME") or MODEL_NAME,
         help=f"the ZenML Model [default: XRAY_MODEL_NAME, else {MODEL_NAME}]",
     )
+    parser.add_argument(
+        "--challenger",
+        default=None,
+        metavar="VERSION",
+        help="also load this version (a number, or 'staging': the newest staging version) "
+        "and score every request with it in shadow, after answering; its answers are logged "
+        "for the monitoring pipeline, never returned",
+    )
     parser.add_argument("--print-tag", action="store_true", help="print the tag and exit")
     args, serve_args = parser.parse_known_args(argv)
-    from lifecycle.production import NoProductionModelError
+    from lifecycle.production import NoProductionModelError, version_model_tag
 
+    env = dict(os.environ)
     try:
         tag = production_tag(args.model_name)
+        if args.challenger:
+            challenger, challenger_tag = version_model_tag(args.model_name, args.challenger)
+            env["XRAY_CHALLENGER_TAG"] = challenger_tag
     except NoProductionModelError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
@@ -80,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(tag)
         return 0
     print(f"Serving {tag} (production version of {args.model_name}).", flush=True)
-    env = {**os.environ, "XRAY_MODEL_TAG": tag}
+    if args.challenger:
+        print(f"Shadow: {challenger_tag} (version {challenger.number}).", flush=True)
+    env["XRAY_MODEL_TAG"] = tag
     os.chdir(BENTO_DIR)
     command = [sys.executable, "-m", "bentoml", "serve", *serve_args]
     os.execve(sys.executable, command, env)

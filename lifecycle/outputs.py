@@ -4,6 +4,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -59,4 +60,25 @@ def write_inference_outputs(
     _write_atomic(paths["summary"], json.dumps(summary.model_dump(mode="json"), indent=2))
     skipped = pd.DataFrame(summary.skipped, columns=["file", "reason"])
     _write_atomic(paths["skipped"], skipped.to_csv(index=False))
+    return paths
+
+
+def write_monitoring_outputs(
+    out_dir: Path, report: Any, report_html: str, drift_html: str | None = None
+) -> dict[str, Path]:
+    """Writes ``monitoring.json`` (the report, NaN as null), ``monitoring.html`` and,
+    when there is one, ``drift_report.html`` into ``out_dir``, each atomically.
+
+    Returns:
+        Name -> path of every file written.
+    """
+    from xray.logic.monitoring import as_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"monitoring": out_dir / "monitoring.json", "report": out_dir / "monitoring.html"}
+    _write_atomic(paths["monitoring"], json.dumps(as_json(report), indent=2, default=str))
+    _write_atomic(paths["report"], report_html)
+    if drift_html is not None:
+        paths["drift_report"] = out_dir / "drift_report.html"
+        _write_atomic(paths["drift_report"], drift_html)
     return paths

@@ -92,6 +92,35 @@ def production_model_tag(model_name: str = MODEL_NAME) -> str:
     return str(tag)
 
 
+def version_model_tag(model_name: str, version: str) -> tuple[Any, str]:
+    """A model version (a number, or a stage: ``staging``, ``latest``) and its BentoML
+    model tag, present in the local store (imported from its Bento archive if needed).
+
+    Raises:
+        NoProductionModelError: No such version, or one without a packaged model.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+    from zenml.client import Client
+
+    try:
+        found = Client().get_model_version(model_name, version)
+    except KeyError:
+        raise NoProductionModelError(
+            f"Model '{model_name}' has no version {version!r}. {_versions_summary(model_name)}"
+        ) from None
+    tag = found.run_metadata.get("bentoml_model_tag")
+    if not tag:
+        raise NoProductionModelError(
+            f"Version {found.number} of '{model_name}' has no BentoML model; train again"
+        )
+    try:
+        bentoml.models.get(tag)
+    except NotFound:
+        import_bento_archive(found)
+    return found, str(tag)
+
+
 def import_bento_archive(version: Any) -> str:
     """Imports a model version's exported Bento (and so its model) into the local stores.
 

@@ -1,26 +1,16 @@
 """Step: what drift means for this run: warn, fail it for a scheduler, or retrain."""
 
-import json
 import logging
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
-from zenml import get_step_context, step
+from zenml import step
 
+from lifecycle.retraining import production_sources, retrain
 from xray.logic.constants import DRIFT_RESPONSE_ARTIFACT
-from xray.logic.records import DriftResponse, DriftResult, RetrainResult
+from xray.logic.records import DriftResponse, DriftResult
 from xray.logic.settings import DriftActionSettings
 
 logger = logging.getLogger(__name__)
-
-RETRAIN_MODULE = "application.retrain"
-"""The retraining entry point (``python -m application.retrain``), run in its own process:
-a pipeline cannot run another pipeline inside a step, and a cloud step container forbids
-it; a new process on the same active stack and store can."""
 
 
 class DriftDetectedError(RuntimeError):
@@ -29,55 +19,6 @@ class DriftDetectedError(RuntimeError):
 
 class RetrainError(RuntimeError):
     """The retrain after drift could not start (the message says why and what to do)."""
-
-
-def _source_root() -> Path:
-    from zenml.utils.source_utils import get_source_root
-
-    return Path(get_source_root())
-
-
-def _production_sources() -> tuple[str, list[str]]:
-    """The scoring model version's number and the data folders it was trained on."""
-    model = get_step_context().model
-    sources = list(model.run_metadata.get("data_sources") or [])
-    return str(model.number), sources
-
-
-def retrain(training_config: str, data_dirs: list[str]) -> RetrainResult:
-    """Runs ``python -m application.retrain`` (the training pipeline on the active stack, the
-    same code path as ``python run.py --data OLD --data NEW``) and reads its result.
-
-    Its output goes to this step's log line by line (the dashboard shows it).
-    """
-    root, path = _source_root(), os.environ.get("PYTHONPATH", "")
-    with tempfile.TemporaryDirectory(prefix="xray-retrain-") as tmp:
-        result_file = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", RETRAIN_MODULE, "--config", training_config]
-        command += [arg for d in data_dirs for arg in ("--data", d)]
-        command += ["--result", str(result_file)]
-        logger.info("Retraining: %s", " ".join(command))
-        process = subprocess.Popen(
-            command,
-            cwd=root,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), path]))},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert process.stdout is not None
-        tail: list[str] = []
-        for line in process.stdout:
-            logger.info("[retrain] %s", line.rstrip())
-            tail = (tail + [line.rstrip()])[-20:]
-        process.wait()
-        if result_file.is_file():
-            return RetrainResult.model_validate(json.loads(result_file.read_text()))
-        return RetrainResult(
-            data_dirs=data_dirs,
-            error=f"the retraining process exited with {process.returncode}: "
-            + " / ".join(line for line in tail if line.strip())[-2000:],
-        )
 
 
 @step(enable_cache=False)
@@ -122,7 +63,7 @@ def handle_drift(
     logger.warning(message + f" (on_drift: {config.on_drift})")
     if config.on_drift == "warn":
         return DriftResponse(action="warn")
-    version, sources = _production_sources()
+    version, sources = production_sources()
     if not sources:
         raise RetrainError(
             f"Cannot retrain: model version {version} does not record its data folders "

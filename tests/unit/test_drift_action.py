@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import lifecycle.retraining as retraining
 import steps.inference.handle_drift as handle
 from application.score import ScoreOutcome
 from stacks.registry import merge_run_config, spec_for_stack
@@ -43,7 +44,7 @@ def test_fail_names_the_drifted_statistics() -> None:
 def test_retrain_without_recorded_data_folders_says_how_to_train_by_hand(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(handle, "_production_sources", lambda: ("3", []))
+    monkeypatch.setattr(handle, "production_sources", lambda: ("3", []))
     with pytest.raises(handle.RetrainError, match="version 3 does not record its data"):
         _run(True, "retrain")
 
@@ -61,9 +62,9 @@ def test_retrain_runs_the_entry_point_in_its_own_process_and_reads_its_result(
         "json.dump({'data_dirs': data, 'run_name': 'training-1', 'status': 'completed',"
         " 'model_version': '4', 'promoted': True, 'reasons': ['better']}, open(out, 'w'))\n"
     )
-    monkeypatch.setattr(handle, "_production_sources", lambda: ("3", ["old"]))
-    monkeypatch.setattr(handle, "_source_root", lambda: tmp_path)
-    monkeypatch.setattr(handle, "RETRAIN_MODULE", "fake_retrain")
+    monkeypatch.setattr(handle, "production_sources", lambda: ("3", ["old"]))
+    monkeypatch.setattr(retraining, "source_root", lambda: tmp_path)
+    monkeypatch.setattr(retraining, "RETRAIN_MODULE", "fake_retrain")
     response = _run(True, "retrain")
     assert response.action == "retrain"
     assert response.retrain == RetrainResult(
@@ -80,9 +81,9 @@ def test_a_retrain_that_dies_fails_the_step_with_its_last_output(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (tmp_path / "dying.py").write_text("import sys\nprint('no GPU quota')\nsys.exit(3)\n")
-    monkeypatch.setattr(handle, "_production_sources", lambda: ("3", ["old"]))
-    monkeypatch.setattr(handle, "_source_root", lambda: tmp_path)
-    monkeypatch.setattr(handle, "RETRAIN_MODULE", "dying")
+    monkeypatch.setattr(handle, "production_sources", lambda: ("3", ["old"]))
+    monkeypatch.setattr(retraining, "source_root", lambda: tmp_path)
+    monkeypatch.setattr(retraining, "RETRAIN_MODULE", "dying")
     with pytest.raises(handle.RetrainError, match="exited with 3: no GPU quota"):
         _run(True, "retrain")
 

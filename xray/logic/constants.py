@@ -58,3 +58,12 @@ INPUT_GUARD_ARTIFACT = "input_guard"
 DRIFT_RESPONSE_ARTIFACT = "drift_response"
 GUARD_FILE = "guard.json"
 """The fitted input guard inside a BentoML model, beside ``model.keras``."""
+
+# The monitoring pipeline's artifacts.
+SERVED_PREDICTIONS_ARTIFACT = "served_predictions"
+FEEDBACK_ARTIFACT = "feedback"
+SERVED_STATISTICS_ARTIFACT = "served_statistics"
+MONITORING_WINDOW_ARTIFACT = "monitoring_window"
+MONITORING_REPORT_ARTIFACT = "monitoring_report"
+MONITORING_HTML_ARTIFACT = "monitoring_report_html"
+MONITORING_RESPONSE_ARTIFACT = "monitoring_response"

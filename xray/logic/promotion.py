@@ -43,6 +43,7 @@ class Decision:
     production_version: str | None = None
     comparison: Comparison | None = None
     gates: dict[str, float] = field(default_factory=dict)
+    awaiting_approval: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable (NaN becomes None)."""
@@ -51,6 +52,8 @@ class Decision:
     def message(self) -> str:
         """One paragraph a person reads in the log."""
         head = "Promoted to production" if self.promoted else "Not promoted (stays staging)"
+        if self.awaiting_approval:
+            head = "Passed every gate; awaits sign-off in staging"
         return f"{head}: " + "; ".join(self.reasons)
 
 
@@ -167,7 +170,14 @@ def decide(
         )
         if comparison.note:
             reasons.append(comparison.note)
-    promoted = all(checks.values())
+    passed = all(checks.values())
+    awaiting = passed and gates.require_approval
+    if awaiting:
+        reasons.append(
+            "awaiting sign-off (require_approval): python run.py approve VERSION --by NAME "
+            "--note TEXT"
+        )
+    promoted = passed and not awaiting
     return Decision(
         promoted=promoted,
         stage="production" if promoted else "staging",
@@ -176,4 +186,5 @@ def decide(
         production_version=production_version,
         comparison=comparison,
         gates=gates.model_dump(),
+        awaiting_approval=awaiting,
     )

@@ -252,7 +252,8 @@ class PromotionDecision(Record):
     checks: dict[str, bool]
     production_version: str | None = None
     comparison: dict[str, Any] | None = None
-    gates: dict[str, float | None] = Field(default_factory=dict)
+    gates: dict[str, float | bool | None] = Field(default_factory=dict)
+    awaiting_approval: bool = False
 
 
 class InferenceSummary(Record):
@@ -333,3 +334,113 @@ class DriftResponse(Record):
 
     action: str
     retrain: RetrainResult | None = None
+
+
+class LiveQuality(Record):
+    """A model's figures on the labelled predictions of a window.
+
+    Attributes:
+        model_version: The version that answered.
+        n_labelled: Predictions with feedback (the guard's withheld answers excluded).
+        metrics: The figures at the version's threshold (None without labels).
+        intervals: 95 % bootstrap intervals by metric (requests resampled).
+    """
+
+    model_version: str
+    n_labelled: int
+    metrics: Metrics | None = None
+    intervals: dict[str, list[float]] = Field(default_factory=dict)
+
+
+class ShadowComparison(Record):
+    """The challenger beside production on the same requests."""
+
+    challenger_version: str
+    n_compared: int = Field(description="requests both models scored")
+    agreement: float | None = Field(None, description="share with the same label")
+    production: LiveQuality
+    challenger: LiveQuality
+
+
+class MonitoringReport(Record):
+    """What the monitoring pipeline found in a window of served predictions
+    (``monitoring.json``)."""
+
+    model_version: str
+    since: str | None
+    until: str | None
+    n_predictions: int
+    n_labelled: int
+    live: dict[str, float | None] = Field(
+        description="accuracy, sensitivity, specificity and auc on the labelled predictions"
+    )
+    live_intervals: dict[str, list[float]]
+    reference: dict[str, float] = Field(description="the version's test figures")
+    quality_judged: bool = Field(description="enough labels to judge (min_labelled)")
+    performance_degraded: bool
+    degradation_reasons: list[str]
+    drift_detected: bool
+    drift_tested: bool
+    share_drifted: float
+    drifted_features: list[str]
+    positive_rate: float | None
+    reference_positive_rate: float | None
+    probability_histogram: dict[str, list[float]]
+    refusal_share: float | None
+    alerts: list[str]
+    shadow: ShadowComparison | None = None
+
+    def report(self) -> list[str]:
+        """What the CLI prints."""
+        lines = [
+            f"Monitored model version {self.model_version}: {self.n_predictions} prediction(s)"
+            f", {self.n_labelled} labelled, window {self.since or 'start'} .. "
+            f"{self.until or 'now'}."
+        ]
+        if self.live.get("accuracy") is not None:
+            live = self.live
+            lines.append(
+                f"Live ({self.n_labelled} labelled): accuracy {live['accuracy']:.3f}, "
+                f"sensitivity {_shown(live['sensitivity'])}, specificity "
+                f"{_shown(live['specificity'])}, AUC {_shown(live['auc'])}"
+                + ("" if self.quality_judged else " (too few labels to judge)")
+                + "."
+            )
+        if self.shadow is not None:
+            shadow = self.shadow
+            lines.append(
+                f"Challenger {shadow.challenger_version}: agreement "
+                f"{_shown(shadow.agreement)} on {shadow.n_compared} request(s)"
+                + (
+                    f"; live AUC {_shown(shadow.challenger.metrics.roc_auc)} vs production "
+                    f"{_shown(shadow.production.metrics.roc_auc)} on the same "
+                    f"{shadow.challenger.n_labelled} labelled"
+                    if shadow.challenger.metrics and shadow.production.metrics
+                    else ""
+                )
+                + "."
+            )
+        lines += [f"ALERT: {alert}" for alert in self.alerts] or ["No alert."]
+        return lines
+
+
+def _shown(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+class MonitoringResponse(Record):
+    """What ``handle_monitoring`` did about the report's alerts.
+
+    Attributes:
+        action: ``none`` (no alert), ``report`` or ``retrain``.
+        labelled_images: The labelled production images a retrain added.
+        retrain: The retraining run, with ``retrain``.
+        note: Why a retrain did not start.
+        deliveries: Where the alerts went (alerter, webhook) and whether they arrived.
+    """
+
+    action: str
+    labelled_images: int = 0
+    retrain: RetrainResult | None = None
+    note: str = ""
+    deliveries: list[str] = Field(default_factory=list)

@@ -340,6 +340,11 @@ class PromotionGates(Settings):
         le=1,
         description="lowest specificity on every external set at the version's threshold",
     )
+    require_approval: bool = Field(
+        False,
+        description="a version that passes waits in `staging` for a person's sign-off: "
+        "`python run.py approve VERSION --by NAME --note TEXT` promotes it",
+    )
 
 
 class BatchPredictSettings(Settings):
@@ -388,6 +393,75 @@ class DriftActionSettings(Settings):
     )
 
 
+class PredictionWindowSettings(Settings):
+    """``load_prediction_window``: which of the service's logged predictions to judge."""
+
+    window_days: float = Field(
+        7.0,
+        gt=0,
+        description="the window when `--since` is not given: the last N days of predictions",
+    )
+
+
+class MonitoringSettings(Settings):
+    """``assess_live_quality``: live quality against the version's test figures."""
+
+    min_labelled: int = Field(
+        30,
+        ge=1,
+        description="fewer labelled predictions are reported, not judged (no degradation "
+        "alert from a handful of labels)",
+    )
+    max_accuracy_drop: float = Field(
+        0.05, ge=0, le=1, description="live accuracy may fall this far below the test figure"
+    )
+    max_sensitivity_drop: float = Field(
+        0.05, ge=0, le=1, description="live sensitivity may fall this far below the test figure"
+    )
+    max_specificity_drop: float = Field(
+        0.10, ge=0, le=1, description="live specificity may fall this far below the test figure"
+    )
+    max_auc_drop: float = Field(
+        0.05, ge=0, le=1, description="live ROC-AUC may fall this far below the test figure"
+    )
+    max_positive_rate_shift: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="largest change of the share answered PNEUMONIA against the test split "
+        "before it alerts",
+    )
+    max_refusal_share: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description="largest share of requests the input guard may refuse before it alerts",
+    )
+    bootstrap_resamples: int = Field(
+        1000, ge=1, description="bootstrap resamples of the live figures' 95 % intervals"
+    )
+
+
+class MonitoringActionSettings(Settings):
+    """``handle_monitoring``: what an alert of the monitoring pipeline leads to."""
+
+    on_alert: Literal["report", "retrain"] = Field(
+        "report",
+        description="`report` (alerts only) or `retrain`: on degradation or drift, a training "
+        "run on the production version's data plus the labelled production images (kept "
+        "with XRAY_PREDICTION_LOG_IMAGES=keep)",
+    )
+    min_labelled_images: int = Field(
+        20,
+        ge=1,
+        description="a retrain needs at least this many kept, labelled production images",
+    )
+    training_config: str = Field(
+        "configs/training.yaml",
+        description="the run config of that retraining run (relative to the project root)",
+    )
+
+
 STEP_SETTINGS: dict[str, type[Settings]] = {
     "load_dataset": LoadSettings,
     "split_dataset": SplitSettings,
@@ -403,6 +477,9 @@ STEP_SETTINGS: dict[str, type[Settings]] = {
     "batch_predict": BatchPredictSettings,
     "check_inference_drift": InferenceDriftSettings,
     "handle_drift": DriftActionSettings,
+    "load_prediction_window": PredictionWindowSettings,
+    "assess_live_quality": MonitoringSettings,
+    "handle_monitoring": MonitoringActionSettings,
 }
 """Each configurable step's settings model, by step name (its ``config`` parameter)."""
 
@@ -421,6 +498,12 @@ PIPELINE_STEPS: dict[str, tuple[str, ...]] = {
         "promote_model",
     ),
     "inference": ("batch_predict", "check_inference_drift", "handle_drift"),
+    "monitoring": (
+        "load_prediction_window",
+        "check_inference_drift",
+        "assess_live_quality",
+        "handle_monitoring",
+    ),
 }
 
 

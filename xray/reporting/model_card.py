@@ -145,6 +145,7 @@ class ModelCard(TypedDict, total=False):
     subtypes: dict[str, dict[str, Any]]
     error_examples: int
     validation: CardValidation
+    approval: dict[str, Any]  # a person's sign-off: by, note, time, stage, evidence
 
 
 def card_from_release(release: ReleaseRecord) -> ModelCard:
@@ -801,6 +802,19 @@ def _external(external: dict[str, Any] | None, threshold: Any) -> Section:
     )
 
 
+def _approval(approval: dict[str, Any] | None) -> Section:
+    if not approval:
+        return Section("Sign-off", (Paragraph(("No person has signed this version off.",)),))
+    items: list[tuple[Inline, ...]] = [
+        ("Signed off by: ", _text(approval.get("by"))),
+        ("When: ", _text(approval.get("time"))),
+        ("Note: ", _text(approval.get("note"))),
+    ]
+    if approval.get("evidence"):
+        items.append(("Evidence: ", _text(approval.get("evidence"))))
+    return Section("Sign-off", (Bullets(tuple(items)),))
+
+
 def card_sections(card: ModelCard | dict[str, Any]) -> tuple[str, list[Section]]:
     """The title and the sections of the model card, in order.
 
@@ -826,6 +840,7 @@ def card_sections(card: ModelCard | dict[str, Any]) -> tuple[str, list[Section]]
         _calibration(card.get("calibration"), card.get("temperature")),
         _validation(card.get("validation")),
         _limitations(),
+        *([_approval(card.get("approval"))] if "approval" in card else []),
     ]
 
 
