@@ -148,9 +148,18 @@ def main(
     config = config or PROJECT_ROOT / "configs" / f"{pipeline_name}.yaml"
     if dry_run and rehearse:
         raise click.UsageError("--dry-run and --rehearse are alternatives; choose one.")
+    if dry_run and pipeline_name == "monitoring" and (data or external_tests):
+        raise click.UsageError("--dry-run of the monitoring pipeline takes no --data.")
     for flag, given in (("--dry-run", dry_run), ("--rehearse", rehearse)):
-        if given and (pipeline_name != "training" or len(data) > 1 or external_tests):
-            raise click.UsageError(f"{flag} runs the training pipeline on one --data.")
+        wrong = pipeline_name != "training" and not (
+            flag == "--dry-run" and pipeline_name == "monitoring"
+        )
+        if given and (wrong or len(data) > 1 or external_tests):
+            raise click.UsageError(
+                f"{flag} runs the training pipeline on one --data"
+                + (" (or, --dry-run, the monitoring pipeline)" if flag == "--dry-run" else "")
+                + "."
+            )
     if (since or until) and pipeline_name != "monitoring":
         raise click.UsageError("--since and --until belong to --pipeline monitoring.")
     if pipeline_name == "monitoring" and data:
@@ -166,7 +175,7 @@ def main(
         )
     try:
         if dry_run:
-            click.echo("\n" + compile_for(stack, config, data[0] if data else None))
+            click.echo("\n" + compile_for(stack, config, data[0] if data else None, pipeline_name))
             return
         if rehearse:
             from application.rehearse import rehearse as rehearse_stack

@@ -27,14 +27,22 @@ class MonitorOutcome:
         report: The monitoring report (``monitoring.json``).
         response: The alerts' deliveries and a retrain, if one ran.
         files: Name -> path of every file written.
+        schedule: The stack's schedule, when the run was scheduled instead (cloud stacks).
     """
 
     report: MonitoringReport | None = None
     response: MonitoringResponse | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    schedule: dict[str, Any] | None = None
 
     def report_lines(self) -> list[str]:
         """What the CLI prints."""
+        if self.schedule and self.report is None:
+            return [
+                f"Scheduled: the monitoring pipeline runs on the stack's orchestrator at "
+                f"cron '{self.schedule.get('cron_expression')}' (ZenML schedule; "
+                "zenml pipeline schedule list)."
+            ]
         if self.report is None:
             return []
         lines = ["", *self.report.report()]
@@ -77,12 +85,17 @@ def monitor(
         production = require_production(model.get("name", MODEL_NAME))
     except NoProductionModelError as exc:
         raise RunError(str(exc)) from None
-    merged = merged_config(config, spec, pipeline_steps=PIPELINE_STEPS["monitoring"])
+    merged = merged_config(
+        config, spec, pipeline_steps=PIPELINE_STEPS["monitoring"], pipeline="monitoring"
+    )
     announce(f"Monitoring the answers of model version {production.number} (production).")
     pipeline = monitoring_pipeline.with_options(config_path=str(merged), enable_cache=not no_cache)
+    scheduled = (yaml.safe_load(merged.read_text()) or {}).get("schedule")
     run = run_pipeline(pipeline, since=since, until=until)
+    outcome = MonitorOutcome(schedule=scheduled)
+    if scheduled and spec.is_remote:
+        return outcome  # the orchestrator now runs it on the schedule; nothing ran here
     run = run or latest_run("monitoring")
-    outcome = MonitorOutcome()
     if run is None:
         return outcome
     outcome.report = output(run, "assess_live_quality", MONITORING_REPORT_ARTIFACT)

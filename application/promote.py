@@ -64,7 +64,7 @@ def promote_challenger(
     """
     from datetime import UTC, datetime
 
-    from lifecycle.approval import find_version
+    from lifecycle.approval import find_version, log_model_metadata
     from lifecycle.production import NoProductionModelError, require_production
     from xray.io.prediction_log import PredictionStore, log_url
     from xray.logic.monitoring import shadow_comparison
@@ -84,10 +84,10 @@ def promote_challenger(
     shadow_rows = predictions[predictions["role"] == "challenger"]
     if version is None and not shadow_rows.empty:
         version = str(shadow_rows["model_version"].iloc[-1])
+    # Production's answers are those of whichever version answered beside the challenger.
     wanted = predictions[
         (predictions["role"] == "production")
-        & (predictions["model_version"] == str(production.number))
-        | (predictions["role"] == "challenger") & (predictions["model_version"] == version)
+        | ((predictions["role"] == "challenger") & (predictions["model_version"] == version))
     ]
     shadow = shadow_comparison(wanted, feedback)
     if version is None or shadow is None:
@@ -113,7 +113,7 @@ def promote_challenger(
     )
     decision = decide(theirs.metrics.model_dump(), gates, comparison, str(production.number))
     challenger = find_version(model_name, version)
-    challenger.log_metadata({"challenger_promotion": decision.to_dict()})
+    log_model_metadata(challenger, {"challenger_promotion": decision.to_dict()})
     if decision.promoted:  # the previous production version is archived
         challenger.set_stage("production", force=True)
     return ChallengerOutcome(

@@ -19,6 +19,7 @@ from application.workspace import (
 from xray.io.paths import is_uri
 from xray.logic.constants import PROMOTION_ARTIFACT, REGISTERED_RELEASE_ARTIFACT
 from xray.logic.records import PromotionDecision, ReleaseRecord
+from xray.logic.settings import PIPELINE_STEPS
 
 NOT_A_DEVICE = (
     "This model is a demonstration, not a medical device: do not use its predictions for diagnosis."
@@ -119,21 +120,25 @@ def train(
     )
 
 
-def compile_for(stack: str, config: Path, data: str | None) -> str:
-    """Compiles the training pipeline for ``stack`` against a throw-away ZenML store and
-    writes what would be submitted under ``dry-run/<stack>/``; needs no account.
+def compile_for(stack: str, config: Path, data: str | None, pipeline: str = "training") -> str:
+    """Compiles a pipeline (``training``, or ``monitoring`` with the stack's schedule) for
+    ``stack`` against a throw-away ZenML store and writes what would be submitted under
+    ``dry-run/<stack>/`` (``dry-run/<stack>-monitoring/``); needs no account.
 
     Returns:
         The summary of what was written.
     """
     from stacks.registry import StackSpecError, load_stack_spec, merge_run_config
 
-    out_dir = PROJECT_ROOT / "dry-run" / stack
+    out_dir = (
+        PROJECT_ROOT / "dry-run" / (stack if pipeline == "training" else f"{stack}-{pipeline}")
+    )
     isolate_zenml(Path(tempfile.mkdtemp(prefix="xray-dry-run-")))
     try:
         spec = load_stack_spec(stack, placeholders=True)
         data_dir = resolve_data(data)
-        merged = merge_run_config(config, spec, out_dir)
+        steps = PIPELINE_STEPS[pipeline] if pipeline != "training" else None
+        merged = merge_run_config(config, spec, out_dir, pipeline_steps=steps, pipeline=pipeline)
         ensure_zenml_repository()
     except StackSpecError as exc:
         raise RunError(str(exc)) from None
@@ -141,4 +146,4 @@ def compile_for(stack: str, config: Path, data: str | None) -> str:
     from stacks.dry_run import dry_run as compile_and_intercept
 
     listing = "not listed (dry run)" if is_uri(data_dir) else ""
-    return compile_and_intercept(spec, merged, data_dir, listing, out_dir).summary()
+    return compile_and_intercept(spec, merged, data_dir, listing, out_dir, pipeline).summary()

@@ -35,6 +35,13 @@ def find_version(model_name: str, version: str) -> Any:
         ) from None
 
 
+def log_model_metadata(version: Any, metadata: dict[str, Any]) -> None:
+    """Adds metadata to a model version found with the client (outside a step)."""
+    from zenml import log_metadata
+
+    log_metadata(metadata=metadata, model_version_id=version.id)
+
+
 def passed_gates(version: Any) -> tuple[bool, list[str]]:
     """Whether the version's promotion decision passed every gate, and the failed ones."""
     promotion = version.run_metadata.get("promotion") or {}
@@ -63,7 +70,7 @@ def sign_off(version: Any, by: str, note: str, evidence: str = "") -> dict[str, 
         "evidence": evidence,
         "previous_stage": str(version.stage or ""),
     }
-    version.log_metadata({"approval": approval})
+    log_model_metadata(version, {"approval": approval})
     try:
         release = version.get_artifact(REGISTERED_RELEASE_ARTIFACT).load()
     except (AttributeError, KeyError):

@@ -53,6 +53,8 @@ class DryRunResult:
         images: Image names ZenML would build and push, with their Dockerfiles.
         artifact_store: Where artifacts would go.
         warnings: Unset account values replaced by placeholders, and other caveats.
+        pipeline: The compiled pipeline.
+        schedule: The ZenML schedule it would be submitted with (name, cron), if any.
     """
 
     stack: str
@@ -62,11 +64,21 @@ class DryRunResult:
     images: dict[str, str] = field(default_factory=dict)
     artifact_store: str = ""
     warnings: list[str] = field(default_factory=list)
+    pipeline: str = "training"
+    schedule: dict[str, Any] | None = None
 
     def summary(self) -> str:
         """A short human-readable summary of what would be submitted."""
-        lines = [f"Dry run of stack '{self.stack}': nothing was submitted."]
+        lines = [
+            f"Dry run of the {self.pipeline} pipeline on stack '{self.stack}': nothing was "
+            "submitted."
+        ]
         lines.append(f"  definition ({self.kind}): {self.definition}")
+        if self.schedule:
+            lines.append(
+                f"  schedule: cron '{self.schedule['cron_expression']}' (ZenML schedule "
+                f"{self.schedule['name']}; the orchestrator starts each run)"
+            )
         for image, dockerfile in self.images.items():
             lines.append(f"  image: {image}  (Dockerfile: {dockerfile})")
         lines.append(f"  artifacts: {self.artifact_store}")
@@ -107,6 +119,11 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
 
     def prepare_pipeline_submission(self: Any, snapshot: Any) -> None:
         self.validate(fail_if_secrets_missing=True)  # everything but the server check
+        if snapshot.schedule is not None:
+            captured["schedule"] = {
+                "name": snapshot.schedule.name,
+                "cron_expression": snapshot.schedule.cron_expression,
+            }
 
     def build(self: Any, image_name: str, build_context: Any, **_: Any) -> str:
         name = image_name.rsplit("/", 1)[-1].replace(":", "_")
@@ -178,10 +195,32 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
         yield
 
 
+def _stand_in_production(model_name: str) -> None:
+    """A ``production`` version in the throw-away store: the monitoring pipeline's model
+    is resolved when it is compiled."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    client = Client()
+    try:
+        client.get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        with contextlib.suppress(Exception):
+            client.create_model(model_name)
+        version = client.create_model_version(model_name, name="dry-run")
+        version.set_stage(ModelStages.PRODUCTION, force=True)
+
+
 def dry_run(
-    spec: StackSpec, config_path: Path, data_dir: str, listing: str, out_dir: Path
+    spec: StackSpec,
+    config_path: Path,
+    data_dir: str,
+    listing: str,
+    out_dir: Path,
+    pipeline_name: str = "training",
 ) -> DryRunResult:
-    """Compiles the training pipeline for ``spec`` and writes what would be submitted.
+    """Compiles a pipeline (training, or monitoring with the stack's schedule) for
+    ``spec`` and writes what would be submitted.
 
     Call it with ZenML pointed at a throw-away store (``run.py --dry-run`` does): the
     stack is registered there with whatever values (or placeholders) ``spec`` carries.
@@ -192,6 +231,8 @@ def dry_run(
         data_dir: What the load step will read.
         listing: The data listing version passed to the load step.
         out_dir: Where to write the definition, Dockerfiles and context listings.
+        pipeline_name: ``training`` (on ``data_dir``) or ``monitoring`` (its model is a
+            stand-in production version of the throw-away store).
 
     Returns:
         The definition's path and a summary of steps, images and placeholders.
@@ -202,8 +243,10 @@ def dry_run(
     """
     from zenml.client import Client
 
+    from pipelines.monitoring import monitoring_pipeline
     from pipelines.training import training_pipeline
     from stacks.registry import register_stack
+    from xray.logic.constants import MODEL_NAME
 
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")  # never probe for credentials
@@ -217,9 +260,14 @@ def dry_run(
             spec.placeholders[f"ZenML secret {name}"] = f"UNSET-{name}.*"
     register_stack(spec)
     captured: dict[str, Any] = {}
-    pipeline = training_pipeline.with_options(config_path=str(config_path), enable_cache=False)
+    chosen = training_pipeline if pipeline_name == "training" else monitoring_pipeline
+    pipeline = chosen.with_options(config_path=str(config_path), enable_cache=False)
     with _intercepted(out_dir, captured), contextlib.suppress(DryRunComplete):
-        pipeline(data_dir=data_dir, listing=listing)
+        if pipeline_name == "training":
+            pipeline(data_dir=data_dir, listing=listing)
+        else:
+            _stand_in_production(MODEL_NAME)
+            pipeline()
     if "definition" not in captured:
         raise RuntimeError(
             "The dry run reached no intercepted submission call; the pinned ZenML or "
@@ -231,6 +279,8 @@ def dry_run(
         kind=captured["kind"],
         images=captured.get("images", {}),
         artifact_store=Client().active_stack.artifact_store.path,
+        pipeline=pipeline_name,
+        schedule=captured.get("schedule"),
     )
     definition = json.loads(result.definition.read_text())
     if result.kind == "sagemaker-pipeline":
@@ -244,7 +294,11 @@ def dry_run(
         for name, value in spec.placeholders.items()
     ]
     context = captured.get("context_files", set())
-    if context and not any(f.startswith("data/sample/") for f in context):
+    if (
+        pipeline_name == "training"
+        and context
+        and not any(f.startswith("data/sample/") for f in context)
+    ):
         result.warnings.append("data/sample is not in the image (check .dockerignore).")
     return result
 

@@ -24,6 +24,8 @@ import yaml
 STACKS_DIR = Path(__file__).resolve().parent
 #: Keys a stack file may contribute to the run config: infrastructure only.
 OVERLAY_STEP_KEYS = {"settings", "step_operator", "retry"}
+SCHEDULE_KEYS = {"cron_expression", "start_time", "end_time", "name"}
+"""What a stack file's ``schedules.<pipeline>`` may set (a ZenML ``Schedule``)."""
 #: What a dry run puts where an account value is unset: well-formed (so SDK validation
 #: and ARN parsing pass offline) and plainly not real.
 PLACEHOLDERS = {
@@ -169,6 +171,20 @@ def _check_overlay(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
                     f"belongs in configs/."
                 )
         overlay["steps"] = steps
+    schedules = raw.get("schedules")
+    if schedules is not None:
+        from xray.logic.settings import PIPELINE_STEPS
+
+        if not isinstance(schedules, dict):
+            raise StackSpecError(f"{path}: 'schedules' must map pipeline names to schedules.")
+        for name, body in schedules.items():
+            extra = set(body or {}) - SCHEDULE_KEYS
+            if name not in PIPELINE_STEPS or not isinstance(body, dict) or extra:
+                raise StackSpecError(
+                    f"{path}: schedules.{name}: a pipeline ({', '.join(PIPELINE_STEPS)}) "
+                    f"with {', '.join(sorted(SCHEDULE_KEYS))} only"
+                )
+        overlay["schedules"] = schedules
     return overlay
 
 
@@ -313,6 +329,7 @@ def merge_run_config(
     out_dir: Path,
     overrides: dict[str, Any] | None = None,
     pipeline_steps: Collection[str] | None = None,
+    pipeline: str | None = None,
 ) -> Path:
     """Writes the run config with the stack's infrastructure overlay merged in.
 
@@ -328,11 +345,17 @@ def merge_run_config(
         overrides: Values set last (command-line flags such as ``--on-drift``).
         pipeline_steps: The pipeline's step names; overlay settings of other steps
             (``train_model`` for the inference pipeline) are left out.
+        pipeline: The pipeline's name: the stack's ``schedules.<pipeline>``, if any,
+            becomes the run config's ``schedule`` (ZenML then schedules the run on the
+            stack's orchestrator instead of running it once).
 
     Returns:
         ``config_path`` itself when there is nothing to merge, else the merged file.
     """
     overlay = copy.deepcopy(spec.overlay) if spec is not None else {}
+    schedules = overlay.pop("schedules", {})
+    if pipeline in schedules:
+        overlay["schedule"] = schedules[pipeline]
     if pipeline_steps is not None and "steps" in overlay:
         overlay["steps"] = {k: v for k, v in overlay["steps"].items() if k in pipeline_steps}
     if not overlay and not overrides:

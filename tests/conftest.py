@@ -83,19 +83,22 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @contextmanager
-def bento_server(env: dict[str, str], launcher: bool = False) -> Iterator[str]:
+def bento_server(
+    env: dict[str, str], launcher: bool = False, extra: tuple[str, ...] = ()
+) -> Iterator[str]:
     """`bentoml serve` of ``bentos/`` on a free port of 127.0.0.1, ready (``/readyz``)
     within 120 s or the test fails; stopped (the whole process group) afterwards.
 
     With ``launcher``, started as a user serves production: ``python -m application.serve``
-    (which resolves the production version, then becomes ``bentoml serve``)."""
+    (which resolves the production version, then becomes ``bentoml serve``); ``extra``
+    are more options of the command."""
     from application.serve import wait_until_ready
 
     port = free_port()
     address = ["--host", "127.0.0.1", "--port", str(port)]
     command = ["-m", "application.serve"] if launcher else ["-m", "bentoml", "serve"]
     process = subprocess.Popen(
-        [sys.executable, *command, *address],
+        [sys.executable, *command, *extra, *address],
         cwd=PROJECT_ROOT if launcher else PROJECT_ROOT / "bentos",
         env=env,
         start_new_session=True,

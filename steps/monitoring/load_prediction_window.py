@@ -19,6 +19,27 @@ from xray.logic.settings import DRIFT_COLUMNS, PredictionWindowSettings
 
 logger = logging.getLogger(__name__)
 
+LOG_URL_SECRET = "xray_prediction_log"
+"""A ZenML secret (key ``url``) with the prediction log's database URL: what a cloud
+step uses when ``XRAY_PREDICTION_LOG_URL`` is not in its environment."""
+
+
+def _log_url() -> str:
+    import os
+
+    from zenml.client import Client
+
+    from xray.io.prediction_log import URL_ENV
+
+    if not os.environ.get(URL_ENV):
+        try:
+            url = Client().get_secret(LOG_URL_SECRET).secret_values.get("url")
+        except KeyError:
+            url = None
+        if url:
+            return url
+    return log_url()
+
 
 def parse_time(value: str, name: str) -> datetime:
     """An ISO time (``2026-12-01``, ``2026-12-01T08:00``, with or without a zone; no zone
@@ -47,8 +68,9 @@ def load_prediction_window(
     Annotated[pd.DataFrame, SERVED_STATISTICS_ARTIFACT],
     Annotated[dict[str, str], MONITORING_WINDOW_ARTIFACT],
 ]:
-    """Reads the prediction log (``XRAY_PREDICTION_LOG_URL``, else its SQLite file) for
-    predictions made in ``[since, until)``.
+    """Reads the prediction log (``XRAY_PREDICTION_LOG_URL``, else the ZenML secret
+    ``xray_prediction_log``'s ``url``, else the local SQLite file) for predictions made in
+    ``[since, until)``.
 
     Args:
         since: Start of the window (ISO time); default: ``window_days`` before ``until``.
@@ -66,7 +88,7 @@ def load_prediction_window(
     config = config or PredictionWindowSettings()
     end = parse_time(until, "until") if until else datetime.now(UTC)
     start = parse_time(since, "since") if since else end - timedelta(days=config.window_days)
-    store = PredictionStore(log_url())
+    store = PredictionStore(_log_url())
     predictions, feedback = store.window(start, end)
     window = {"since": start.isoformat(), "until": end.isoformat()}
     logger.info(

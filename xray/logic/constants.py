@@ -4,6 +4,8 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Class names in label order: label 0 is NORMAL, label 1 (the positive class) PNEUMONIA."""
 
 POSITIVE_CLASS = CLASS_NAMES[1]
+UNKNOWN_LABEL = "unknown"
+"""The label column of an image whose true class is not known (statistics tables)."""
 PROBABILITY_EPSILON = 1e-7
 """Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` before taking a logit (in
 temperature scaling: the fit and the served model's layer use the same value)."""

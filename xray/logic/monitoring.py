@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xray.logic.constants import CLASS_NAMES
+from xray.logic.constants import CLASS_NAMES, UNKNOWN_LABEL
 from xray.logic.metrics import bootstrap_intervals, classification_metrics, finite
 from xray.logic.records import (
     DriftResult,
@@ -210,13 +210,17 @@ def assess(
 
 
 def served_statistics_table(predictions: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """The production answers' image statistics as the drift check reads them (split
-    ``new``); rows logged without statistics are left out."""
+    """The production answers' image statistics as the drift check reads them, like
+    batch inference's table (split ``new``, label unknown, the file's mode); rows logged
+    without statistics are left out."""
     production = predictions[predictions["role"] == "production"]
     present = [c for c in columns if c in production.columns]
     table = production[present].apply(pd.to_numeric, errors="coerce")
     table = table.dropna(how="any") if present else table
-    return table.reindex(columns=columns).assign(split="new")
+    mode = production["mode"] if "mode" in production.columns else pd.Series(dtype=str)
+    return table.reindex(columns=columns).assign(
+        split="new", label=UNKNOWN_LABEL, mode=mode.reindex(table.index).fillna("unknown")
+    )
 
 
 def as_json(report: MonitoringReport) -> dict[str, Any]:

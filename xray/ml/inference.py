@@ -33,7 +33,7 @@ from xray.io.layout import (
     locate,
     path_truth,
 )
-from xray.logic.constants import CLASS_NAMES, POSITIVE_CLASS
+from xray.logic.constants import CLASS_NAMES, POSITIVE_CLASS, UNKNOWN_LABEL
 from xray.logic.dataset import SkippedFile
 from xray.logic.metrics import classification_metrics
 from xray.logic.patients import patient_id_or_file
@@ -50,7 +50,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "guard_reason",
 )
 STATISTICS_SPLIT = "new"
-UNKNOWN_LABEL = "unknown"
 FORWARD_BATCH = 64
 """Images per forward pass: bounds the model's activation memory, whatever ``batch_size``."""
 
