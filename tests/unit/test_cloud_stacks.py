@@ -114,6 +114,36 @@ def test_overlay_is_merged_into_the_run_config(tmp_path: Path) -> None:
     assert merge_run_config(config, local, tmp_path) == config
 
 
+@pytest.mark.parametrize("key", ["sagemaker", "vertex"])
+def test_the_monitoring_pipeline_is_scheduled_on_the_full_cloud_stacks(
+    key: str, tmp_path: Path
+) -> None:
+    spec = load_stack_spec(key, env=_values(key))
+    config = PROJECT_ROOT / "configs" / "monitoring.yaml"
+    merged = yaml.safe_load(
+        merge_run_config(config, spec, tmp_path, pipeline="monitoring").read_text()
+    )
+    assert merged["schedule"] == {"cron_expression": "0 6 * * *"}
+    training = PROJECT_ROOT / "configs" / "training.yaml"
+    merged = yaml.safe_load(
+        merge_run_config(training, spec, tmp_path, pipeline="training").read_text()
+    )
+    assert "schedule" not in merged and "schedules" not in merged
+
+
+def test_a_schedule_names_a_pipeline_and_schedule_fields_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = "name: bad\ncomponents:\n  orchestrator: {name: o, flavor: local}\n"
+    monkeypatch.setattr(registry, "STACKS_DIR", tmp_path)
+    (tmp_path / "bad.yaml").write_text(head + "schedules:\n  nightly: {cron_expression: x}\n")
+    with pytest.raises(StackSpecError, match="schedules.nightly: a pipeline"):
+        load_stack_spec("bad")
+    (tmp_path / "bad.yaml").write_text(head + "schedules:\n  monitoring: {epochs: 3}\n")
+    with pytest.raises(StackSpecError, match="cron_expression"):
+        load_stack_spec("bad")
+
+
 @pytest.mark.parametrize("key", ["sagemaker", "vertex", "sagemaker-hybrid", "vertex-hybrid"])
 def test_the_parent_image_is_a_setting(key: str, tmp_path: Path) -> None:
     """A site that cannot pull zenmldocker/zenml builds its own (make base-images)."""
