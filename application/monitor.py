@@ -78,7 +78,14 @@ def monitor(
     from lifecycle.outputs import write_monitoring_outputs
     from lifecycle.production import NoProductionModelError, require_production
     from pipelines.monitoring import monitoring_pipeline
+    from xray.logic.monitoring import parse_time
 
+    try:
+        for name, value in (("--since", since), ("--until", until)):
+            if value:
+                parse_time(value, name)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     run_config = yaml.safe_load(config.read_text()) or {}
     model = run_config.get("model") or {}
     try:

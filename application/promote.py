@@ -62,12 +62,10 @@ def promote_challenger(
     Raises:
         RunError: No shadow answers, too few labels, or no production version.
     """
-    from datetime import UTC, datetime
-
     from lifecycle.approval import find_version, log_model_metadata
     from lifecycle.production import NoProductionModelError, require_production
     from xray.io.prediction_log import PredictionStore, log_url
-    from xray.logic.monitoring import shadow_comparison
+    from xray.logic.monitoring import parse_time, shadow_comparison
     from xray.logic.promotion import Comparison, decide
 
     ensure_zenml_repository()
@@ -79,7 +77,10 @@ def promote_challenger(
         production = require_production(model_name)
     except NoProductionModelError as exc:
         raise RunError(str(exc)) from None
-    start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    try:
+        start = parse_time(since, "--since") if since else None
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     predictions, feedback = PredictionStore(log_url()).window(since=start)
     shadow_rows = predictions[predictions["role"] == "challenger"]
     if version is None and not shadow_rows.empty:

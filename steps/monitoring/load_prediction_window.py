@@ -14,7 +14,7 @@ from xray.logic.constants import (
     SERVED_PREDICTIONS_ARTIFACT,
     SERVED_STATISTICS_ARTIFACT,
 )
-from xray.logic.monitoring import served_statistics_table
+from xray.logic.monitoring import parse_time, served_statistics_table
 from xray.logic.settings import DRIFT_COLUMNS, PredictionWindowSettings
 
 logger = logging.getLogger(__name__)
@@ -39,22 +39,6 @@ def _log_url() -> str:
         if url:
             return url
     return log_url()
-
-
-def parse_time(value: str, name: str) -> datetime:
-    """An ISO time (``2026-12-01``, ``2026-12-01T08:00``, with or without a zone; no zone
-    is UTC).
-
-    Raises:
-        ValueError: Naming the parameter and the expected form.
-    """
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"{name}={value!r} is not an ISO time; e.g. 2026-12-01 or 2026-12-01T08:00:00+00:00"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @step(enable_cache=False)

@@ -101,6 +101,25 @@ def test_dry_run_writes_the_definition_with_a_gpu_for_training_only(
     assert "xray-zenml:" in image
 
 
+def test_dry_run_of_the_monitoring_pipeline_shows_its_schedule(tmp_path: Path) -> None:
+    result = _run(
+        ["--stack", "vertex", "--pipeline", "monitoring", "--dry-run"], _bare_env(tmp_path)
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "Dry run of the monitoring pipeline" in out
+    assert re.search(r"schedule: cron '0 6 \* \* \*' \(ZenML schedule monitoring-", out), out
+    summary = dict(re.findall(r"^  step (\w+)\s+(.+)$", out, re.M))
+    assert set(summary) == {
+        "load_prediction_window",
+        "check_inference_drift",
+        "assess_live_quality",
+        "handle_monitoring",
+    }
+    path = Path(re.search(r"definition \([a-z-]+\): (\S+)", out).group(1))
+    assert path.parent.name == "vertex-monitoring" and path.is_file()
+
+
 @pytest.mark.parametrize(
     ("key", "expected"),
     [

@@ -28,3 +28,29 @@ def test_resolve_data_paths(tmp_path: Path, monkeypatch) -> None:
     assert run.resolve_data("rel") == str(tmp_path / "rel")
     assert run.resolve_data("s3://bucket/x") == "s3://bucket/x"
     assert run.resolve_data(None).endswith("data/sample")
+
+
+def test_monitoring_options_belong_to_the_monitoring_pipeline() -> None:
+    since = CliRunner().invoke(run.main, ["--since", "2026-12-01"])
+    assert since.exit_code == 2 and "--since and --until belong to --pipeline monitoring" in (
+        since.output
+    )
+    data = CliRunner().invoke(run.main, ["--pipeline", "monitoring", "--data", "x"])
+    assert data.exit_code == 2 and "reads the service's prediction log" in data.output
+
+
+def test_promote_and_approve_are_commands_with_their_own_help() -> None:
+    promote = CliRunner().invoke(run.main, ["promote", "--help"])
+    assert promote.exit_code == 0 and "--challenger" in promote.output
+    approve = CliRunner().invoke(run.main, ["approve", "3", "--by", "Dr. A"])
+    assert approve.exit_code == 2 and "--note" in approve.output
+
+
+def test_a_bad_window_time_is_named(monkeypatch, tmp_path: Path) -> None:
+    import pytest
+
+    from xray.logic.monitoring import parse_time
+
+    with pytest.raises(ValueError, match="since='yesterday' is not an ISO time"):
+        parse_time("yesterday", "since")
+    assert parse_time("2026-12-01", "since").tzinfo is not None

@@ -7,6 +7,7 @@ one row per answer and role, and the feedback (one true label per ``inference_id
 """
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,22 @@ LIVE_KEYS = {
     "auc": "roc_auc",
 }
 """``monitoring.json``'s live keys -> the metric names of :class:`Metrics`."""
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO time (``2026-12-01``, ``2026-12-01T08:00``, with or without a zone; no zone
+    is UTC).
+
+    Raises:
+        ValueError: Naming the parameter and the expected form.
+    """
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{name}={value!r} is not an ISO time; e.g. 2026-12-01 or 2026-12-01T08:00:00+00:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def labelled(answers: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
