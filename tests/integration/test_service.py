@@ -180,6 +180,7 @@ def test_bento_contains_only_what_the_service_needs(model_and_tag: tuple) -> Non
     assert info["entry_service"] == "PneumoniaClassifier"
     requirements = (Path(bento.path) / "env" / "python" / "requirements.txt").read_text()
     assert "tensorflow==" in requirements and "bentoml==" in requirements
+    assert "sqlalchemy==" in requirements and "pg8000==" in requirements  # the prediction log
 
 
 # Runs inside the Bento's own files: ``python -S`` (no site hooks, so the project's

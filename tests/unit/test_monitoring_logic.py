@@ -225,3 +225,37 @@ def test_the_grafana_dashboard_reads_metrics_the_service_exports() -> None:
     }
     assert used and used <= exported, used - exported
     assert {"xray_predictions_total", "xray_shadow_comparisons_total"} <= used
+
+
+def test_alerts_go_to_the_stacks_alerter_and_say_where_they_went(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import steps.monitoring.handle_monitoring as handle
+
+    posted: list[str] = []
+
+    class Alerter:
+        name = "xray-slack"
+
+        def post(self, text: str) -> bool:
+            posted.append(text)
+            return True
+
+    class Stack:
+        alerter = Alerter()
+
+    class FakeClient:
+        active_stack = Stack()
+
+        def get_secret(self, name: str) -> None:
+            raise KeyError(name)
+
+    monkeypatch.setattr(handle, "Client", FakeClient)
+    monkeypatch.delenv("XRAY_ALERT_WEBHOOK_URL", raising=False)
+    rows, feedback, *_ = _window(100)
+    rows["probability"] = 0.99
+    report = assess(rows, feedback, _reference(), NO_DRIFT, MonitoringSettings())
+    assert handle.send_alerts(report) == ["alerter xray-slack: delivered"]
+    assert "prediction shift" in posted[0] and "version 3" in posted[0]
+    Stack.alerter = None
+    assert "no alert channel" in handle.send_alerts(report)[0]

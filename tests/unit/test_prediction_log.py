@@ -145,6 +145,10 @@ def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("XRAY_PREDICTION_LOG_URL", "nosuchdb://x")
     with pytest.raises(PredictionLogError, match="XRAY_PREDICTION_LOG_URL"):
         open_log()
+    monkeypatch.setenv("XRAY_PREDICTION_LOG_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv("XRAY_PREDICTION_LOG_DIR", "/proc/not-writable")
+    with pytest.raises(PredictionLogError, match="XRAY_PREDICTION_LOG_DIR to a writable"):
+        open_log()
     monkeypatch.setenv("XRAY_PREDICTION_LOG_IMAGES", "keep")
     monkeypatch.setenv("XRAY_PREDICTION_LOG_IMAGE_DAYS", "0")
     with pytest.raises(PredictionLogError, match="XRAY_PREDICTION_LOG_IMAGE_DAYS"):

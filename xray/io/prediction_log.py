@@ -305,7 +305,13 @@ class PredictionLog:
     def __init__(self, store: PredictionStore, directory: Path, interval: float = 1.0) -> None:
         self.store = store
         self.journal_dir = directory / "journal"
-        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.journal_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PredictionLogError(
+                f"the prediction log's journal folder {self.journal_dir} cannot be created "
+                f"({exc.strerror}): set {DIR_ENV} to a writable folder, or {SWITCH_ENV}=off"
+            ) from None
         self.journal = self.journal_dir / f"{os.getpid()}.jsonl"
         self.interval = interval
         self._lock = threading.Lock()
