@@ -71,7 +71,7 @@ def test_every_configurable_step_takes_its_settings_model_as_config() -> None:
             elif parameter.default is not inspect.Parameter.empty:
                 assert key in WIRED, f"{key} has a default outside its settings model"
     assert seen == set(STEP_SETTINGS)
-    assert len(found) == 22  # every step file, in its stage's folder
+    assert len(found) == 25  # every step file, in its stage's folder
 
 
 def test_quickstart_commands_exist() -> None:
@@ -90,4 +90,6 @@ WIRED = {
     "make_release_record.calibration",
     "make_release_record.error_analysis",
     "make_release_record.external",
+    "load_prediction_window.since",  # the monitoring window: run.py --since / --until
+    "load_prediction_window.until",
 }
