@@ -43,3 +43,13 @@ def test_requirements_match_the_lock(name: str) -> None:
     assert "pytest" not in {_norm(n) for n in pins}  # dev tools stay out of the runtime pins
     gpu = {_norm(n) for n in pins if _norm(n).startswith("nvidia-cudnn")}
     assert bool(gpu) == (name == "requirements-gpu.txt"), "cuDNN wheels only in the GPU pins"
+
+
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-gpu.txt"])
+def test_every_project_dependency_is_pinned(name: str) -> None:
+    """A dependency added to pyproject.toml without `make requirements*.txt` is missing
+    from the cloud images (found by the rehearsal: pg8000, the prediction log's driver)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_norm(re.split(r"[\[<>=;! ]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    pins = {_norm(n) for n in re.findall(r"^([A-Za-z0-9_.\-]+)==", (ROOT / name).read_text(), re.M)}
+    assert not wanted - pins, f"{name} lacks {sorted(wanted - pins)}: make -B {name}"
