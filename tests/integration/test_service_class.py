@@ -128,3 +128,16 @@ def test_model_failure_is_a_500_through_predict(service, tmp_path: Path, monkeyp
     data = encode(synthetic_pixels(1, 70, np.random.default_rng(0)))
     response = asyncio.run(classifier.predict(_file(tmp_path, data)))
     assert response.status_code == 500
+
+
+def test_feedback_answers_in_process(service, tmp_path: Path, monkeypatch) -> None:
+    classifier, _, _ = service
+    data = encode(synthetic_pixels(0, 64, np.random.default_rng(3)))
+    answer = json.loads(asyncio.run(classifier.predict(_file(tmp_path, data))).body)
+    feedback = asyncio.run(classifier.feedback(answer["inference_id"], "NORMAL"))
+    assert feedback.status_code == 200 and json.loads(feedback.body)["status"] == "recorded"
+    bad = asyncio.run(classifier.feedback(answer["inference_id"], "normal"))
+    assert bad.status_code == 400
+    monkeypatch.setattr(classifier, "log", None)  # XRAY_PREDICTION_LOG=off
+    off = asyncio.run(classifier.feedback(answer["inference_id"], "NORMAL"))
+    assert off.status_code == 409 and "XRAY_PREDICTION_LOG=off" in json.loads(off.body)["error"]
