@@ -149,8 +149,8 @@ def test_answered_requests_survive_a_crash(tags: tuple[str, str], log_dir: Path)
         for data in _images(4, seed=1):
             response = httpx.post(f"{url}/predict", files={"image": ("x.png", data)}, timeout=60)
             ids.append(response.json()["inference_id"])
-        (journal,) = (log_dir / "journal").glob("*.jsonl")  # named after the worker's pid
-        os.kill(int(journal.stem), signal.SIGKILL)
+        (journal,) = (log_dir / "journal").glob("*.jsonl")  # <worker pid>-<token>.jsonl
+        os.kill(int(journal.stem.split("-")[0]), signal.SIGKILL)
     del env["XRAY_PREDICTION_LOG_URL"]
     with bento_server(env) as url:
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200

@@ -61,7 +61,7 @@ def test_records_reach_the_database_with_their_statistics(
         predictions.set_index(["inference_id", "role"]).loc[("id-0003", "production"), "mean"] == 3
     )
     assert set(DRIFT_COLUMNS) <= set(predictions.columns)
-    assert log.journal.stat().st_size == 0  # moved, then the journal starts afresh
+    assert not log.journal.exists()  # all moved: a closed log leaves no journal
 
 
 def test_a_crashed_process_journal_is_moved_at_start_once(
@@ -80,11 +80,10 @@ def test_a_crashed_process_journal_is_moved_at_start_once(
     assert not dead.exists()
 
 
-def test_own_journal_left_by_a_restart_is_moved(store: PredictionStore, tmp_path: Path) -> None:
+def test_a_journal_left_under_this_pid_is_moved(store: PredictionStore, tmp_path: Path) -> None:
     """In a container the restarted service often has the same pid as the crashed one."""
     journal = tmp_path / "journal"
     journal.mkdir()
-    (journal / f"{os.getpid()}.jsonl").write_text(_record(7).model_dump_json()[:30])
     (journal / f"{os.getpid()}.jsonl").write_text(
         _record(8).model_dump_json() + "\n" + _record(9).model_dump_json()[:50]
     )
@@ -93,6 +92,29 @@ def test_own_journal_left_by_a_restart_is_moved(store: PredictionStore, tmp_path
     assert log.flush(10)
     log.close()
     assert sorted(store.window()[0]["inference_id"]) == ["id-0008", "id-0010"]
+    assert not list(journal.iterdir())  # everything moved: no journal is left behind
+
+
+def test_two_logs_in_one_process_keep_their_own_journals(
+    store: PredictionStore, tmp_path: Path
+) -> None:
+    """Regression: two logs of one process shared ``<pid>.jsonl``; one truncated what the
+    other had not moved yet, and feedback on that answer got 404 (seen in CI)."""
+    other_store = PredictionStore(f"sqlite:///{tmp_path / 'other.db'}")
+    first = PredictionLog(other_store, tmp_path, interval=0.01).start()
+    second = PredictionLog(store, tmp_path, interval=5.0).start()
+    assert first.journal != second.journal
+    for i in range(20):
+        first.record([_record(100 + i)])
+        second.record([_record(i)])
+        time.sleep(0.005)
+    assert first.flush(10) and second.flush(10)
+    # a third log starting now leaves the live logs' journals to them
+    PredictionLog(PredictionStore(f"sqlite:///{tmp_path / 'third.db'}"), tmp_path).start().close()
+    first.close()
+    second.close()
+    assert sorted(store.window()[0]["inference_id"]) == [f"id-{i:04d}" for i in range(20)]
+    assert len(other_store.window()[0]) == 20
 
 
 def test_feedback_is_idempotent_and_names_unknown_ids(store: PredictionStore) -> None:

@@ -3,8 +3,9 @@
 The service appends each record to a journal file with one ``write`` before it answers
 (so an answered request survives a crash or a restart of the process) and a background
 thread moves the journal into the database (so the request never waits for the
-database). At start, whatever a previous process left in the journal is moved first;
-inserts are idempotent (the key is ``inference_id`` and ``role``), so a record moved
+database). Each log holds an exclusive lock on its own journal file while it lives; at
+start, every journal whose lock is free (its process ended, crashed, or restarted in a
+container under the same pid) is moved first; inserts are idempotent (the key is ``inference_id`` and ``role``), so a record moved
 twice is stored once.
 
 The database is one URL (:data:`URL_ENV`): SQLite in :data:`DIR_ENV` by default, a
@@ -17,9 +18,11 @@ of the model's input (no file metadata, no DICOM tags), deleted after
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -324,32 +327,28 @@ class PredictionLog:
                 f"the prediction log's journal folder {self.journal_dir} cannot be created "
                 f"({exc.strerror}): set {DIR_ENV} to a writable folder, or {SWITCH_ENV}=off"
             ) from None
-        self.journal = self.journal_dir / f"{os.getpid()}.jsonl"
+        # One journal per log, named after the pid (for the operator) plus a token (two
+        # logs in one process, or a container restarted under the same pid, never share
+        # a file), locked for the log's lifetime: a free lock means its writer is gone.
+        self.journal = self.journal_dir / f"{os.getpid()}-{secrets.token_hex(4)}.jsonl"
         self.interval = interval
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._moved = threading.Condition()
         self._offset = 0  # bytes of the journal file already in the database
-        self._moved_total = 0  # bytes ever moved to the database by this process
+        self._moved_total = 0  # bytes ever moved to the database by this log
+        self._appended = 0  # bytes ever appended by this log
         self._fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        # A journal of this pid left by an earlier process (a container's restart) is moved
-        # too; a last line cut short by its crash is ended, so it cannot swallow the next.
-        if self.journal.stat().st_size and not self.journal.read_bytes().endswith(b"\n"):
-            os.write(self._fd, b"\n")
-        self._appended = self.journal.stat().st_size  # bytes this process must move
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._failing = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     def start(self) -> PredictionLog:
         """Moves what earlier processes left in the journal, then starts the writer."""
-        for leftover in self.journal_dir.glob("*.jsonl"):
-            if leftover != self.journal and not _alive(leftover.stem):
-                try:
-                    self._move_file(leftover)
-                    leftover.unlink()
-                except PredictionLogError as exc:
-                    logger.warning("Prediction log: %s; kept in %s for later", exc, leftover)
+        for leftover in sorted(self.journal_dir.glob("*.jsonl")):
+            if leftover != self.journal:
+                self._move_leftover(leftover)
         self._thread.start()
         return self
 
@@ -383,6 +382,8 @@ class PredictionLog:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
+        if not self._thread.is_alive() and os.fstat(self._fd).st_size == 0:
+            self.journal.unlink(missing_ok=True)  # all moved; a non-empty one waits
         os.close(self._fd)
 
     def _run(self) -> None:
@@ -421,8 +422,27 @@ class PredictionLog:
                     self._offset = 0
             self._moved.notify_all()
 
-    def _move_file(self, path: Path) -> None:
-        _insert(self.store, _parse(path.read_bytes(), path))
+    def _move_leftover(self, path: Path) -> None:
+        """Moves and deletes a journal whose writer is gone (its lock is free); a journal
+        another live log holds is left to that log."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:  # another starting process moved it first
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # a live writer's journal
+            try:
+                _insert(self.store, _parse(path.read_bytes(), path))
+                path.unlink(missing_ok=True)
+            except FileNotFoundError:
+                return
+            except PredictionLogError as exc:
+                logger.warning("Prediction log: %s; kept in %s for later", exc, path)
+        finally:
+            os.close(fd)
 
 
 def _insert(store: PredictionStore, records: list[PredictionRecord]) -> None:
@@ -457,18 +477,6 @@ def _parse(data: bytes, path: Path) -> list[PredictionRecord]:
     if bad:
         logger.warning("Prediction log: %d unreadable line(s) in %s skipped", bad, path)
     return records
-
-
-def _alive(pid: str) -> bool:
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def open_log(directory: Path | None = None, url: str | None = None) -> PredictionLog | None:
