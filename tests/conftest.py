@@ -97,32 +97,32 @@ def bento_server(
     port = free_port()
     address = ["--host", "127.0.0.1", "--port", str(port)]
     command = ["-m", "application.serve"] if launcher else ["-m", "bentoml", "serve"]
-    output = tempfile.TemporaryFile()  # the server's output, shown when it fails to start
-    process = subprocess.Popen(
-        [sys.executable, *command, *extra, *address],
-        cwd=PROJECT_ROOT if launcher else PROJECT_ROOT / "bentos",
-        env=env,
-        start_new_session=True,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_until_ready(url, 120, lambda: process.poll() is None):
-            output.seek(0)
-            tail = output.read().decode(errors="replace")[-3000:]
-            pytest.fail(
-                f"bentoml serve was not ready within 120 s (exit {process.poll()}):\n{tail}"
-            )
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+    # the server's output, shown when it fails to start
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            [sys.executable, *command, *extra, *address],
+            cwd=PROJECT_ROOT if launcher else PROJECT_ROOT / "bentos",
+            env=env,
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        output.close()
+            if not wait_until_ready(url, 120, lambda: process.poll() is None):
+                output.seek(0)
+                tail = output.read().decode(errors="replace")[-3000:]
+                pytest.fail(
+                    f"bentoml serve was not ready within 120 s (exit {process.poll()}):\n{tail}"
+                )
+            yield url
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 CONTAINER_BASE_IMAGE = os.environ.get("XRAY_SERVING_BASE_IMAGE") or "xray-python:3.11-bookworm"

@@ -5,8 +5,8 @@ The service appends each record to a journal file with one ``write`` before it a
 thread moves the journal into the database (so the request never waits for the
 database). Each log holds an exclusive lock on its own journal file while it lives; at
 start, every journal whose lock is free (its process ended, crashed, or restarted in a
-container under the same pid) is moved first; inserts are idempotent (the key is ``inference_id`` and ``role``), so a record moved
-twice is stored once.
+container under the same pid) is moved first; inserts are idempotent (the key is
+``inference_id`` and ``role``), so a record moved twice is stored once.
 
 The database is one URL (:data:`URL_ENV`): SQLite in :data:`DIR_ENV` by default, a
 server database (``postgresql+pg8000://user:password@host/db``) in production. A record
