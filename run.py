@@ -151,13 +151,16 @@ def main(
     if dry_run and pipeline_name == "monitoring" and (data or external_tests):
         raise click.UsageError("--dry-run of the monitoring pipeline takes no --data.")
     for flag, given in (("--dry-run", dry_run), ("--rehearse", rehearse)):
-        wrong = pipeline_name != "training" and not (
-            flag == "--dry-run" and pipeline_name == "monitoring"
-        )
+        wrong = pipeline_name != "training" and flag != "--dry-run"
         if given and (wrong or len(data) > 1 or external_tests):
             raise click.UsageError(
                 f"{flag} runs the training pipeline on one --data"
-                + (" (or, --dry-run, the monitoring pipeline)" if flag == "--dry-run" else "")
+                + (
+                    " (or, --dry-run, the inference pipeline on one --data, or the "
+                    "monitoring pipeline)"
+                    if flag == "--dry-run"
+                    else ""
+                )
                 + "."
             )
     if (since or until) and pipeline_name != "monitoring":

@@ -1,6 +1,7 @@
 """Batch inference runs: score a folder with the production model, write the files, act
 on drift."""
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 import yaml
 
 from application.workspace import (
+    PROJECT_ROOT,
     RunError,
     latest_run,
     merged_config,
@@ -20,8 +22,11 @@ from xray.logic.constants import (
     INFERENCE_DRIFT_ARTIFACT,
     INFERENCE_DRIFT_REPORT_ARTIFACT,
     INFERENCE_METRICS_ARTIFACT,
+    MERGE_STEP,
     MODEL_NAME,
     PREDICTIONS_ARTIFACT,
+    SCORING_STEP,
+    shard_step,
 )
 from xray.logic.records import DriftResult, InferenceSummary, RetrainResult
 from xray.logic.settings import PIPELINE_STEPS, DriftActionSettings, shipped_values
@@ -96,6 +101,51 @@ def _scoring_version(run_config: dict[str, Any]) -> Any:
         raise RunError(str(exc)) from None
 
 
+def shard_plan(
+    merged: Path, parallel: bool, out_dir: Path | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """How the run config's ``batch_predict.config.shards`` is carried out, and the run
+    config to run with.
+
+    On a stack whose steps run remotely (``parallel``), N > 1 shards become N parallel
+    ``batch_predict`` steps: each gets the run config's ``batch_predict`` settings (a run
+    config addresses steps by name), written to a copy under ``outputs/configs/``.
+    Elsewhere, one step scores with N worker processes.
+
+    Args:
+        merged: The run config with the stack's overlay merged in.
+        parallel: Whether the stack's orchestrator runs steps in parallel (remote).
+        out_dir: Where to write the copy (default ``outputs/configs/``).
+
+    Returns:
+        The run config to use and the pipeline's ``shards``/``parallel_steps`` arguments.
+    """
+    from xray.logic.settings import BatchPredictSettings
+
+    run_config = yaml.safe_load(merged.read_text()) or {}
+    settings = BatchPredictSettings.model_validate(shipped_values(run_config, SCORING_STEP))
+    arguments = {"shards": settings.shards, "parallel_steps": parallel and settings.shards > 1}
+    if not arguments["parallel_steps"]:
+        return merged, arguments
+    steps = run_config.setdefault("steps", {})
+    for i in range(settings.shards):
+        steps[shard_step(i)] = copy.deepcopy(steps.get(SCORING_STEP, {}))
+    steps.pop(SCORING_STEP, None)
+    folder = out_dir or PROJECT_ROOT / "outputs" / "configs"
+    out = folder / f"{merged.stem}.shards-{settings.shards}.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        f"# {merged.name}, batch_predict's settings given to each of its "
+        f"{settings.shards} parallel shard steps\n" + yaml.safe_dump(run_config, sort_keys=False)
+    )
+    return out, arguments
+
+
+def scoring_step(run: Any) -> str:
+    """The step whose outputs are the run's predictions and summary."""
+    return MERGE_STEP if MERGE_STEP in run.steps else SCORING_STEP
+
+
 def score(
     spec: Any,
     config: Path,
@@ -132,17 +182,18 @@ def score(
         },
         pipeline_steps=PIPELINE_STEPS["inference"],
     )
+    merged, sharding = shard_plan(merged, parallel=spec is not None and spec.parallel_steps)
     announce(f"Scoring {data_dir} with model version {production.number} (production).")
     pipeline = inference_pipeline.with_options(config_path=str(merged), enable_cache=not no_cache)
     outcome = ScoreOutcome(model_version=str(production.number))
     failure = None
     try:
-        run = run_pipeline(pipeline, data_dir=data_dir)
+        run = run_pipeline(pipeline, data_dir=data_dir, **sharding)
     except RunError as exc:
         failure, run = exc, latest_run("inference")
     if run is not None:
-        predictions = output(run, "batch_predict", PREDICTIONS_ARTIFACT)
-        outcome.summary = output(run, "batch_predict", INFERENCE_METRICS_ARTIFACT)
+        predictions = output(run, scoring_step(run), PREDICTIONS_ARTIFACT)
+        outcome.summary = output(run, scoring_step(run), INFERENCE_METRICS_ARTIFACT)
         outcome.drift = output(run, "check_inference_drift", INFERENCE_DRIFT_ARTIFACT)
         report = output(run, "check_inference_drift", INFERENCE_DRIFT_REPORT_ARTIFACT)
         if predictions is not None and outcome.summary and outcome.drift and report is not None:

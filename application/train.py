@@ -121,9 +121,10 @@ def train(
 
 
 def compile_for(stack: str, config: Path, data: str | None, pipeline: str = "training") -> str:
-    """Compiles a pipeline (``training``, or ``monitoring`` with the stack's schedule) for
-    ``stack`` against a throw-away ZenML store and writes what would be submitted under
-    ``dry-run/<stack>/`` (``dry-run/<stack>-monitoring/``); needs no account.
+    """Compiles a pipeline (``training``, ``inference``, or ``monitoring`` with the stack's
+    schedule) for ``stack`` against a throw-away ZenML store and writes what would be
+    submitted under ``dry-run/<stack>/`` (``dry-run/<stack>-<pipeline>/``); needs no
+    account.
 
     Returns:
         The summary of what was written.
@@ -139,6 +140,11 @@ def compile_for(stack: str, config: Path, data: str | None, pipeline: str = "tra
         data_dir = resolve_data(data)
         steps = PIPELINE_STEPS[pipeline] if pipeline != "training" else None
         merged = merge_run_config(config, spec, out_dir, pipeline_steps=steps, pipeline=pipeline)
+        arguments: dict[str, Any] = {}
+        if pipeline == "inference":
+            from application.score import shard_plan
+
+            merged, arguments = shard_plan(merged, spec.parallel_steps, out_dir)
         ensure_zenml_repository()
     except StackSpecError as exc:
         raise RunError(str(exc)) from None
@@ -146,4 +152,6 @@ def compile_for(stack: str, config: Path, data: str | None, pipeline: str = "tra
     from stacks.dry_run import dry_run as compile_and_intercept
 
     listing = "not listed (dry run)" if is_uri(data_dir) else ""
-    return compile_and_intercept(spec, merged, data_dir, listing, out_dir, pipeline).summary()
+    return compile_and_intercept(
+        spec, merged, data_dir, listing, out_dir, pipeline, arguments
+    ).summary()

@@ -1,4 +1,5 @@
-"""Batch inference: streaming ``score_images`` vs the seed-style flow_from_directory + predict.
+"""Batch inference: streaming ``score_images`` vs the seed-style flow_from_directory + predict,
+and vs the project's own code before the performance work (issue #18), in one run.
 
 Both score the real Kaggle train split (5,216 JPEGs) with the default-config model
 (``compact_cnn`` at 160 px, built by ``xray.ml.model.build_model``, untrained: the speed and
@@ -10,7 +11,15 @@ and predicts. Ours then scores a 10,000-image flat, unlabelled folder (hard link
 same files under distinct names) to show that its peak memory does not grow with the
 folder. Every measurement is a fresh process; its peak RSS is its own ``ru_maxrss``.
 
-usage: python benchmarks/batch_inference.py [DATA_DIR] [--images 10000]
+The machine is shared and noisy, so the three are measured in turn, ``--rounds`` times,
+and each ratio is taken round by round (the median is reported). ``baseline`` is
+``score_images`` of the commit ``--baseline-rev`` (a temporary git worktree). The
+``profile`` section times each stage of one image, single-threaded, the old way (full
+decode, a second decode for the statistics, TensorFlow resize) and the new way (one
+decode at a reduced JPEG scale shared by the statistics, Pillow resize), plus the
+forward pass per image: where the time goes.
+
+usage: python benchmarks/batch_inference.py [DATA_DIR] [--images 10000] [--rounds 2]
 """
 
 import argparse
@@ -18,16 +27,21 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from common import SHARED_TRAIN, save
+from common import PROJECT_ROOT, SHARED_TRAIN, save
 
 IMAGE_SIZE = 160
 BACKBONE = "compact_cnn"
+BASELINE_REV = "4a23d85"
+"""The last commit before the performance work of issue #18 (today's code)."""
+PROFILE_IMAGES = 400
 
 
 def _rss_mb() -> float:
@@ -88,18 +102,103 @@ def measure_seed(data: str, batch_size: int) -> dict[str, float]:
     }
 
 
+def _timed(function: object, items: list, repeat: int = 1) -> float:
+    """Milliseconds per item of ``function(item)``, single-threaded."""
+    start = time.perf_counter()
+    for _ in range(repeat):
+        for item in items:
+            function(item)  # type: ignore[operator]
+    return round((time.perf_counter() - start) / (len(items) * repeat) * 1000, 3)
+
+
+def measure_profile(data: str) -> dict[str, object]:
+    """Per-image cost of each stage, old way and new way, on the first images of ``data``."""
+    import numpy as np
+    import tensorflow as tf
+
+    from xray.io.image_stats import decoded_statistics, image_statistics
+    from xray.io.images import decode_image
+    from xray.ml.preprocessing import decode_for_model, resize_pixels
+
+    files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in {".jpeg", ".jpg"})
+    step = max(1, len(files) // PROFILE_IMAGES)
+    raw = [f.read_bytes() for f in files[::step][:PROFILE_IMAGES]]
+    tf_resize = tf.function(
+        lambda x: tf.cast(
+            tf.round(
+                tf.clip_by_value(
+                    tf.image.resize(x, [IMAGE_SIZE] * 2, method="bilinear", antialias=True),
+                    0.0,
+                    255.0,
+                )
+            ),
+            tf.uint8,
+        ),
+        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+    )
+    full = [decode_image(d).pixels for d in raw]
+    tf_resize(full[0])
+    once = [decode_for_model(d, IMAGE_SIZE) for d in raw]
+    model = _model()
+    forward = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8)],
+    )
+    batch = np.stack([resize_pixels(d, IMAGE_SIZE) for d in once[:64]])
+    forward(batch)
+    forward_ms = _timed(lambda b: forward(b).numpy(), [batch], repeat=5) / len(batch)
+    old = {
+        "read_ms": _timed(lambda f: f.read_bytes(), files[::step][:PROFILE_IMAGES]),
+        "decode_full_ms": _timed(decode_image, raw),
+        "statistics_with_own_decode_ms": _timed(image_statistics, raw),
+        "tensorflow_resize_ms": _timed(lambda p: tf_resize(p).numpy(), full),
+        "forward_per_image_ms": round(forward_ms, 3),
+    }
+    items = list(zip(once, raw, strict=True))
+    new = {
+        "read_ms": old["read_ms"],
+        "decode_once_ms": _timed(lambda d: decode_for_model(d, IMAGE_SIZE), raw),
+        "statistics_from_that_decode_ms": _timed(lambda i: decoded_statistics(*i), items),
+        "pillow_resize_ms": _timed(lambda d: resize_pixels(d, IMAGE_SIZE), once),
+        "forward_per_image_ms": round(forward_ms, 3),
+    }
+    return {
+        "images": len(raw),
+        "old_way": {**old, "total_ms": round(sum(old.values()), 2)},
+        "new_way": {**new, "total_ms": round(sum(new.values()), 2)},
+    }
+
+
 def _child(args: argparse.Namespace) -> None:
     if args.measure == "ours":
         result = measure_ours(args.data, args.batch_size, args.workers)
+    elif args.measure == "profile":
+        result = measure_profile(args.data)
     else:
         result = measure_seed(args.data, 32)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(result))
 
 
-def run_child(measure: str, data: Path, batch_size: int, workers: int) -> dict[str, float]:
-    """One measurement in a fresh process (its own import, model and peak RSS)."""
-    command = [sys.executable, __file__, str(data), "--measure", measure]
+@contextmanager
+def baseline_tree(rev: str) -> object:
+    """A temporary git worktree of the project at ``rev`` (removed afterwards)."""
+    path = Path(tempfile.mkdtemp(prefix="xray-baseline-")) / "tree"
+    git = ["git", "-C", str(PROJECT_ROOT)]
+    subprocess.run([*git, "worktree", "add", "-f", "--detach", str(path), rev], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
+
+
+def run_child(
+    measure: str, data: Path, batch_size: int, workers: int, tree: Path = PROJECT_ROOT
+) -> dict[str, float]:
+    """One measurement in a fresh process (its own import, model and peak RSS); with
+    ``tree``, the code of that checkout (its copy of this script puts it first)."""
+    script = tree / "benchmarks" / Path(__file__).name
+    command = [sys.executable, str(script), str(data), "--measure", measure]
     command += ["--batch-size", str(batch_size), "--workers", str(workers)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -132,19 +231,35 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000, help="size of the flat folder")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--measure", choices=["ours", "seed"], help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument("--measure", choices=["ours", "seed", "profile"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         _child(args)
         return
 
     load_before = os.getloadavg()[0]
-    seed = run_child("seed", args.data, args.batch_size, args.workers)
-    ours = run_child("ours", args.data, args.batch_size, args.workers)
+    rounds: list[dict[str, dict[str, float]]] = []
+    with baseline_tree(args.baseline_rev) as tree:
+        for _ in range(args.rounds):
+            rounds.append(
+                {
+                    "seed": run_child("seed", args.data, args.batch_size, args.workers),
+                    "baseline": run_child("ours", args.data, args.batch_size, args.workers, tree),
+                    "ours": run_child("ours", args.data, args.batch_size, args.workers),
+                }
+            )
+    profile = run_child("profile", args.data, args.batch_size, args.workers)
     with tempfile.TemporaryDirectory(prefix="xray-bench-") as tmp:
         flat = Path(tmp) / "flat"
         how = flat_folder(args.data, flat, args.images)
         large = run_child("ours", flat, args.batch_size, args.workers)
+
+    def ratio(a: str, b: str) -> float:
+        values = [r[a]["images_per_s"] / r[b]["images_per_s"] for r in rounds]
+        return round(statistics.median(values), 2)
+
     save(
         "batch_inference",
         {
@@ -152,15 +267,22 @@ def main() -> None:
             "model": f"{BACKBONE} at {IMAGE_SIZE} px, untrained (weights do not change speed)",
             "batch_size": args.batch_size,
             "workers": args.workers,
-            "seed_flow_from_directory_predict": seed,
-            "score_images": ours,
+            "baseline": f"score_images at commit {args.baseline_rev} (before issue #18)",
+            "rounds": rounds,
+            "profile_ms_per_image": profile,
             "score_images_flat_folder": {"files": f"{args.images} ({how})", **large},
             "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            "ratio_images_per_s": round(ours["images_per_s"] / seed["images_per_s"], 2),
+            "ratio_ours_vs_seed": ratio("ours", "seed"),
+            "ratio_ours_vs_baseline": ratio("ours", "baseline"),
+            "ratio_baseline_vs_seed": ratio("baseline", "seed"),
+            "peak_rss_mb_5216_vs_flat_folder": [
+                rounds[-1]["ours"]["peak_rss_mb"],
+                large["peak_rss_mb"],
+            ],
             "note": (
-                "score_images also lists and checks every file (Pillow), computes the drift "
+                "score_images also lists and checks every file, computes the drift "
                 "statistics and streams in batches; the seed-style peer only decodes and "
-                "predicts."
+                "predicts. Ratios are medians of the per-round ratios."
             ),
         },
     )

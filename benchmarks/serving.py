@@ -1,22 +1,34 @@
-"""Serving: our BentoML service vs the seed-style FastAPI app, same model, same images.
+"""Serving: our BentoML service vs the same service before the performance work (issue
+#18) and vs the seed-style FastAPI app, same model, same images, in one run.
 
-Both servers load the same ``model.keras`` (from the BentoML model store) and get the
+All servers load the same ``model.keras`` (from the BentoML model store) and get the
 same images from ``../shared/bench/load.py`` at concurrency 1 and 16, one server at a
-time. Also measured: time from ``bentoml serve`` to ``/readyz`` and worker RSS.
+time; ours and the baseline (``bentos/`` of the commit ``--baseline-rev``, in a temporary
+git worktree) are measured ``--rounds`` times in turn and the ratios taken round by
+round (median). Also measured: time from ``bentoml serve`` to ``/readyz`` and worker
+RSS. With ``py-spy`` on the PATH, a profile of each of our worker processes under load at
+concurrency 16 is added: the functions where the samples were (self) and the project's
+functions they were under (inclusive).
 
 usage: python benchmarks/serving.py [--model pneumonia_classifier:latest] [--images data/sample]
 """
 
 import argparse
+import collections
 import os
 import re
+import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
+from batch_inference import BASELINE_REV, baseline_tree
 from common import PROJECT_ROOT, SHARED, save
 
 LOAD = SHARED / "bench" / "load.py"
@@ -98,6 +110,64 @@ RUNS = ((1, 1), (16, 3))
 """(concurrency, repeats of the image folder) per load run."""
 
 
+PROFILE_SECONDS = 20
+
+
+def _spy(pid: int, seconds: int, out: Path) -> None:
+    subprocess.run(
+        ["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-f", "raw", "-o", str(out)],
+        capture_output=True,
+        check=False,
+    )
+
+
+def summarize_profile(raw: str, top: int = 12) -> dict[str, object]:
+    """Self and inclusive shares of samples from py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            if "/xray/" in frame or "service.py" in frame:
+                inclusive[frame] += n
+
+    def share(counter: collections.Counter[str]) -> dict[str, float]:
+        return {k: round(v / total, 3) for k, v in counter.most_common(top)}
+
+    return {"samples": total, "self": share(own), "project_inclusive": share(inclusive)}
+
+
+def profile_under_load(pid: int, url: str, images: Path, field: str) -> dict[str, object]:
+    """py-spy on every worker process of the server while it answers at concurrency 16."""
+    import psutil
+
+    workers = [p for p in psutil.Process(pid).children(recursive=True) if "python" in p.name()]
+    with tempfile.TemporaryDirectory(prefix="xray-spy-") as tmp:
+        outs = {p.pid: Path(tmp) / f"{p.pid}.txt" for p in workers}
+        spies = [
+            threading.Thread(target=_spy, args=(p.pid, PROFILE_SECONDS, outs[p.pid]))
+            for p in workers
+        ]
+        for spy in spies:
+            spy.start()
+        load(url, images, field, 16, 3)
+        for spy in spies:
+            spy.join()
+        result = {}
+        for p in workers:
+            name = "model" if "PneumoniaModel" in " ".join(p.cmdline()) else "api"
+            if outs[p.pid].is_file():
+                result[f"{name}_{p.pid}"] = summarize_profile(outs[p.pid].read_text())
+        return result
+
+
 def measure(
     command: list[str],
     cwd: Path,
@@ -106,8 +176,10 @@ def measure(
     ready_path: str,
     field: str,
     images: Path,
+    profile: bool = False,
 ) -> dict:
-    """Starts one server, waits for it, loads it at each concurrency, stops it."""
+    """Starts one server, waits for it, loads it at each concurrency (then, with
+    ``profile``, under py-spy), stops it."""
     server = subprocess.Popen(
         command,
         cwd=cwd,
@@ -123,6 +195,8 @@ def measure(
         result: dict = {f"c{c}": load(url, images, field, c, r) for c, r in RUNS}
         result["ready_s"] = round(ready_s, 1)
         result["rss_mb"] = tree_rss_mb(server.pid)
+        if profile and shutil.which("py-spy"):
+            result["profile_c16"] = profile_under_load(server.pid, url, images, field)
         return result
     finally:
         stop(server)
@@ -132,27 +206,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="pneumonia_classifier:latest")
     parser.add_argument("--images", type=Path, default=PROJECT_ROOT / "data" / "sample")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline-rev", default=BASELINE_REV)
     args = parser.parse_args()
 
     import bentoml
 
     ref = bentoml.models.get(args.model)
     size = int(ref.info.metadata["image_size"])
-    results: dict[str, dict] = {}
 
-    port = free_port()
-    results["bentoml"] = measure(
-        [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        PROJECT_ROOT / "bentos",
-        {**os.environ, "XRAY_MODEL_TAG": str(ref.tag)},
-        f"http://127.0.0.1:{port}",
-        "/readyz",
-        "image",
-        args.images,
-    )
+    def bento(tree: Path, profile: bool = False) -> dict:
+        port = free_port()
+        env = {**os.environ, "XRAY_MODEL_TAG": str(ref.tag), "PYTHONPATH": str(tree)}
+        with tempfile.TemporaryDirectory(prefix="xray-bench-log-") as log_dir:
+            env["XRAY_PREDICTION_LOG_DIR"] = log_dir  # the log is on, as in production
+            return measure(
+                [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1"]
+                + ["--port", str(port)],
+                tree / "bentos",
+                env,
+                f"http://127.0.0.1:{port}",
+                "/readyz",
+                "image",
+                args.images,
+                profile,
+            )
+
+    rounds = []
+    with baseline_tree(args.baseline_rev) as tree:
+        for i in range(args.rounds):
+            last = i == args.rounds - 1
+            rounds.append({"bentoml": bento(PROJECT_ROOT, profile=last), "baseline": bento(tree)})
     port = free_port()
     baseline_cmd = [sys.executable, "-c", BASELINE_LAUNCHER, str(BASELINE)]
-    results["fastapi_seed"] = measure(
+    seed = measure(
         [*baseline_cmd, ref.path_of("model.keras"), "--port", str(port), "--size", str(size)],
         PROJECT_ROOT,
         dict(os.environ),
@@ -162,19 +249,29 @@ def main() -> None:
         args.images,
     )
 
-    ours_c16, base_c16 = results["bentoml"]["c16"], results["fastapi_seed"]["c16"]
+    def median(key: str, a: str, b: str, c: str = "c16") -> float:
+        return round(statistics.median(r[a][c][key] / r[b][c][key] for r in rounds), 2)
+
+    ours_c16 = statistics.median(r["bentoml"]["c16"]["rps"] for r in rounds)
     save(
         "serving",
         {
             "model": str(ref.tag),
             "image_size": size,
             "images": str(args.images),
-            **results,
-            "throughput_ratio_c16": round(ours_c16["rps"] / base_c16["rps"], 2),
-            "throughput_ratio_c1": round(
-                results["bentoml"]["c1"]["rps"] / results["fastapi_seed"]["c1"]["rps"], 2
+            "baseline": f"bentos/ at commit {args.baseline_rev} (before issue #18)",
+            "rounds": rounds,
+            "fastapi_seed": seed,
+            "throughput_ratio_c16_vs_baseline": median("rps", "bentoml", "baseline"),
+            "p99_ratio_c16_vs_baseline": median("p99_ms", "bentoml", "baseline"),
+            "throughput_ratio_c1_vs_baseline": median("rps", "bentoml", "baseline", "c1"),
+            "throughput_ratio_c16_vs_fastapi": round(ours_c16 / seed["c16"]["rps"], 2),
+            "p99_ratio_c16_vs_fastapi": round(
+                statistics.median(r["bentoml"]["c16"]["p99_ms"] for r in rounds)
+                / seed["c16"]["p99_ms"],
+                2,
             ),
-            "p99_ratio_c16": round(ours_c16["p99_ms"] / base_c16["p99_ms"], 2),
+            "code": "the prediction log on (SQLite), the input guard in refuse mode",
         },
     )
 

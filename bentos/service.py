@@ -56,8 +56,8 @@ from xray.ml.serving import (  # noqa: E402
     load_guard,
     max_batch_files,
     max_upload_bytes,
+    prepare_upload,
     refusal,
-    served_statistics,
 )
 
 logger = logging.getLogger(__name__)
@@ -320,18 +320,19 @@ class PneumoniaClassifier:
             self.challenger_threshold = float(challenger.metadata["threshold"])
         self._background: set[asyncio.Task] = set()
 
-    async def _prepare(self, path: Path, name: str) -> tuple[np.ndarray, bytes]:
-        """Reads and decodes one upload in a thread (never on the event loop), at most
-        ``XRAY_DECODE_CONCURRENCY`` at a time: the model input and the file's bytes."""
-        async with self._decode_slots:
-            data = await asyncio.to_thread(Path(path).read_bytes)
-            return await asyncio.to_thread(decode_upload, data, self.image_size, name), data
+    async def _prepare(self, path: Path, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reads and decodes one upload, once, in a thread (never on the event loop), at
+        most ``XRAY_DECODE_CONCURRENCY`` at a time: the model input, and the drift
+        statistics for the log (empty when the log is off)."""
+        logged = self.log is not None
 
-    async def _statistics(self, files: list[bytes]) -> list[dict[str, Any]]:
-        """The drift statistics of each file, for the log (none when the log is off)."""
-        if self.log is None:
-            return [{} for _ in files]
-        return await asyncio.to_thread(lambda: [served_statistics(data) for data in files])
+        def prepare() -> tuple[np.ndarray, dict[str, Any]]:
+            data = Path(path).read_bytes()
+            pixels, statistics = prepare_upload(data, self.image_size, name, statistics=logged)
+            return pixels, statistics or {}
+
+        async with self._decode_slots:
+            return await asyncio.to_thread(prepare)
 
     async def _verdicts(self, pixels: list[np.ndarray], distances: np.ndarray) -> list[Any]:
         """The guard's verdict per image; None each when the guard is off or absent."""
@@ -386,10 +387,10 @@ class PneumoniaClassifier:
         return JSONResponse(body, status_code=500, headers=HEADERS)
 
     async def _score(
-        self, route: str, pixels: list[np.ndarray], files: list[bytes]
+        self, route: str, pixels: list[np.ndarray], statistics: list[dict[str, Any]]
     ) -> tuple[list[str], np.ndarray, list[Verdict | None]] | JSONResponse:
-        """Runs the model (and, beside it, the statistics for the log), judges each image
-        with the guard, logs every answer and starts the challenger in shadow.
+        """Runs the model, judges each image with the guard, logs every answer (with the
+        statistics :meth:`_prepare` computed) and starts the challenger in shadow.
 
         Returns:
             The inference ids, P(PNEUMONIA) per image and the guard's verdicts; or the
@@ -397,9 +398,7 @@ class PneumoniaClassifier:
         """
         batch = np.stack(pixels)
         try:
-            out, statistics = await asyncio.gather(
-                self._call(self.model.to_async.predict, batch), self._statistics(files)
-            )
+            out = await self._call(self.model.to_async.predict, batch)
         except Exception as exc:  # noqa: BLE001 - mapped to 503 or 500 by _failed
             return self._failed(exc)
         out = np.asarray(out).reshape(-1, 2)
@@ -480,10 +479,10 @@ class PneumoniaClassifier:
 
     async def _predict(self, image: Path) -> JSONResponse:
         try:
-            pixels, data = await self._prepare(image, "image")
+            pixels, statistics = await self._prepare(image, "image")
         except RequestError as error:
             return self._error(error)
-        scored = await self._score("/predict", [pixels], [data])
+        scored = await self._score("/predict", [pixels], [statistics])
         if isinstance(scored, JSONResponse):
             return scored
         (inference_id,), probabilities, (verdict,) = scored
@@ -520,8 +519,8 @@ class PneumoniaClassifier:
             )
         except RequestError as error:
             return self._error(error)
-        pixels, files = [p for p, _ in prepared], [d for _, d in prepared]
-        scored = await self._score("/predict_batch", pixels, files)
+        pixels, statistics = [p for p, _ in prepared], [s for _, s in prepared]
+        scored = await self._score("/predict_batch", pixels, statistics)
         if isinstance(scored, JSONResponse):
             return scored
         ids, probabilities, verdicts = scored

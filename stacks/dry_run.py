@@ -85,9 +85,22 @@ class DryRunResult:
         width = max((len(s) for s in self.steps), default=0)
         for step, where in self.steps.items():
             lines.append(f"  step {step:<{width}}  {_describe(where)}")
+        for group in self.parallel_groups():
+            lines.append(f"  in parallel ({len(group)} jobs at once): {', '.join(group)}")
         for warning in self.warnings:
             lines.append(f"  WARNING: {warning}")
         return "\n".join(lines)
+
+    def parallel_groups(self) -> list[list[str]]:
+        """Steps the orchestrator starts at once: two or more with the same upstream
+        steps (the inference pipeline's shards). Empty where the definition carries no
+        dependencies (hybrid stacks run steps one at a time)."""
+        if not any("after" in where for where in self.steps.values()):
+            return []
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for step, where in self.steps.items():
+            groups.setdefault(tuple(sorted(where.get("after") or [])), []).append(step)
+        return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
 def _describe(where: dict[str, Any]) -> str:
@@ -196,8 +209,8 @@ def _intercepted(out_dir: Path, captured: dict[str, Any]) -> Iterator[None]:
 
 
 def _stand_in_production(model_name: str) -> None:
-    """A ``production`` version in the throw-away store: the monitoring pipeline's model
-    is resolved when it is compiled."""
+    """A ``production`` version in the throw-away store: the inference and monitoring
+    pipelines' model is resolved when they are compiled."""
     from zenml.client import Client
     from zenml.enums import ModelStages
 
@@ -218,9 +231,10 @@ def dry_run(
     listing: str,
     out_dir: Path,
     pipeline_name: str = "training",
+    arguments: dict[str, Any] | None = None,
 ) -> DryRunResult:
-    """Compiles a pipeline (training, or monitoring with the stack's schedule) for
-    ``spec`` and writes what would be submitted.
+    """Compiles a pipeline (training, inference, or monitoring with the stack's
+    schedule) for ``spec`` and writes what would be submitted.
 
     Call it with ZenML pointed at a throw-away store (``run.py --dry-run`` does): the
     stack is registered there with whatever values (or placeholders) ``spec`` carries.
@@ -231,8 +245,10 @@ def dry_run(
         data_dir: What the load step will read.
         listing: The data listing version passed to the load step.
         out_dir: Where to write the definition, Dockerfiles and context listings.
-        pipeline_name: ``training`` (on ``data_dir``) or ``monitoring`` (its model is a
-            stand-in production version of the throw-away store).
+        pipeline_name: ``training`` (on ``data_dir``), ``inference`` (on ``data_dir``)
+            or ``monitoring`` (the model of these two is a stand-in production version
+            of the throw-away store).
+        arguments: More pipeline arguments (the inference pipeline's shards).
 
     Returns:
         The definition's path and a summary of steps, images and placeholders.
@@ -243,6 +259,7 @@ def dry_run(
     """
     from zenml.client import Client
 
+    from pipelines.inference import inference_pipeline
     from pipelines.monitoring import monitoring_pipeline
     from pipelines.training import training_pipeline
     from stacks.registry import register_stack
@@ -260,11 +277,18 @@ def dry_run(
             spec.placeholders[f"ZenML secret {name}"] = f"UNSET-{name}.*"
     register_stack(spec)
     captured: dict[str, Any] = {}
-    chosen = training_pipeline if pipeline_name == "training" else monitoring_pipeline
+    chosen = {
+        "training": training_pipeline,
+        "inference": inference_pipeline,
+        "monitoring": monitoring_pipeline,
+    }[pipeline_name]
     pipeline = chosen.with_options(config_path=str(config_path), enable_cache=False)
     with _intercepted(out_dir, captured), contextlib.suppress(DryRunComplete):
         if pipeline_name == "training":
             pipeline(data_dir=data_dir, listing=listing)
+        elif pipeline_name == "inference":
+            _stand_in_production(MODEL_NAME)
+            pipeline(data_dir=data_dir, **(arguments or {}))
         else:
             _stand_in_production(MODEL_NAME)
             pipeline()
@@ -333,8 +357,11 @@ def vertex_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     steps = {}
     executors = definition.get("deploymentSpec", {}).get("executors", {})
     components = definition.get("components", {})
-    for name, task in definition.get("root", {}).get("dag", {}).get("tasks", {}).items():
-        display = task.get("taskInfo", {}).get("name", name)
+    tasks = definition.get("root", {}).get("dag", {}).get("tasks", {})
+    names = {key: task.get("taskInfo", {}).get("name", key) for key, task in tasks.items()}
+    for name, task in tasks.items():
+        display = names[name]
+        after = [names.get(t, t) for t in task.get("dependentTasks") or []]
         params = task.get("inputs", {}).get("parameters", {})
         component = components.get(task.get("componentRef", {}).get("name", ""), {})
         defaults = component.get("inputDefinitions", {}).get("parameters", {})
@@ -352,6 +379,7 @@ def vertex_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "accelerator_count": machine.get("accelerator_count"),
                 "spot": constant("strategy") == "SPOT",
                 "image": pools[0].get("container_spec", {}).get("image_uri"),
+                "after": after,
             }
             continue
         executor = component.get("executorLabel", "")
@@ -363,6 +391,7 @@ def vertex_steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "accelerator_count": accelerator.get("count") or accelerator.get("resourceCount"),
             "spot": False,
             "image": container.get("image"),
+            "after": after,
         }
     return steps
 

@@ -90,6 +90,13 @@ class StackSpec:
             orchestrator is not None and orchestrator.flavor != "local"
         )
 
+    @property
+    def parallel_steps(self) -> bool:
+        """Whether the orchestrator runs independent steps at once (a cloud pipeline
+        service; the local orchestrator runs them one after another)."""
+        orchestrator = self.component("orchestrator")
+        return orchestrator is not None and orchestrator.flavor != "local"
+
 
 def available_stacks() -> list[str]:
     """The stack keys that ``--stack`` accepts: the names of ``stacks/*.yaml``."""

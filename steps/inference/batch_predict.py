@@ -18,7 +18,7 @@ from xray.logic.metrics import finite
 from xray.logic.records import InferenceSummary
 from xray.logic.settings import BatchPredictSettings
 from xray.ml.guard import InputGuard
-from xray.ml.inference import find_inputs, labelled_metrics, score_images
+from xray.ml.inference import find_inputs, score_in_processes, shard, summarize
 from xray.ml.model import KerasModelFile
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ def batch_predict(
     guard: InputGuard | None,
     data_dir: str,
     config: BatchPredictSettings | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
 ) -> tuple[
     Annotated[pd.DataFrame, PREDICTIONS_ARTIFACT],
     Annotated[pd.DataFrame, INFERENCE_STATISTICS_ARTIFACT],
@@ -49,10 +51,14 @@ def batch_predict(
         guard: The production model's input guard (:mod:`xray.ml.guard`); None: no guard.
         data_dir: Local folder or file, ``s3://`` or ``gs://``. Class folders
             (NORMAL/PNEUMONIA, optionally under train/val/test) give the truth.
-        config: Batch size (at most two batches are held decoded at once) and the guard
-            mode (:class:`xray.logic.settings.BatchPredictSettings`): ``refuse`` (refused images
-            get no label), ``flag`` (labelled, marked ``accepted=false``) or ``off``.
-            Refused images never count in the metrics.
+        config: Batch size (at most two batches are held decoded at once), shards and the
+            guard mode (:class:`xray.logic.settings.BatchPredictSettings`): ``refuse``
+            (refused images get no label), ``flag`` (labelled, marked ``accepted=false``)
+            or ``off``. Refused images never count in the metrics.
+        shard_index: With ``shard_count`` > 1 (the pipeline's parallel steps on a cloud
+            stack), this step scores only that shard of the input, in one process.
+        shard_count: The number of parallel steps; 1: this step scores everything, in
+            ``config.shards`` worker processes.
 
     Returns:
         Predictions (file, probability, label, truth), the image statistics of the new
@@ -60,57 +66,45 @@ def batch_predict(
         metrics when the truth is known.
     """
     config = config or BatchPredictSettings()
-    guard_mode = config.guard_mode
     root = resolve_location(data_dir, get_source_root())
     files, skipped, layout = find_inputs(root)
-    logger.info("Scoring %d images under %s (%s layout)", len(files), root, layout)
-    keras_model = model.load()
-    start = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        logger.info("Scored %d/%d images", done, total)
-
-    if guard is None and guard_mode != "off":
+    if shard_count > 1:
+        files = shard(files, shard_index, shard_count)
+        skipped = skipped if shard_index == 0 else []  # listed once, by the first shard
+    processes = 1 if shard_count > 1 else config.shards
+    logger.info(
+        "Scoring %d images under %s (%s layout%s)",
+        len(files),
+        root,
+        layout,
+        f", shard {shard_index + 1} of {shard_count}" if shard_count > 1 else "",
+    )
+    if guard is None and config.guard_mode != "off":
         logger.warning("The model has no input guard: every image is scored")
-    result = score_images(
-        keras_model,
+    start = time.perf_counter()
+    result = score_in_processes(
+        model.data,
         files,
         model.image_size,
         threshold,
+        processes,
         batch_size=config.batch_size,
-        progress=progress,
         guard=guard,
-        guard_mode=guard_mode,
+        guard_mode=config.guard_mode,
+        progress=lambda done, total: logger.info("Scored %d/%d images", done, total),
     )
+    guard_mode = config.guard_mode if guard is not None else "none"
     seconds = time.perf_counter() - start
-    skipped = [*skipped, *result.skipped]
-    metrics = labelled_metrics(result.predictions, threshold)
-    refused = result.predictions[~result.predictions["accepted"].astype(bool)]
-    summary = InferenceSummary(
-        source=data_dir,
-        layout=layout,
-        images=len(result.predictions),
-        predicted=result.predictions.loc[result.predictions["label"] != "", "label"]
-        .value_counts()
-        .to_dict(),
-        guard_mode=guard_mode if guard is not None else "none",
-        refused=len(refused),
-        refused_files=[
-            {"file": row.file, "reason": row.guard_reason} for row in refused.itertuples()
-        ],
-        threshold=float(threshold),
-        images_per_second=round(len(result.predictions) / seconds, 1) if seconds else None,
-        skipped=[{"file": s.path, "reason": s.reason} for s in skipped],
-        metrics=metrics,
-    )
+    summary = summarize(result, data_dir, layout, threshold, guard_mode, seconds, skipped)
     log_metadata(
         metadata={
             "images": summary.images,
-            "skipped_count": len(skipped),
-            "refused_count": len(refused),
+            "skipped_count": len(summary.skipped),
+            "refused_count": summary.refused,
             "predicted": summary.predicted,
             "images_per_second": summary.images_per_second,
-            **({"metrics": finite(metrics)} if metrics else {}),
+            "processes": processes,
+            **({"metrics": finite(summary.metrics)} if summary.metrics else {}),
         }
     )
     return result.predictions, result.statistics, summary

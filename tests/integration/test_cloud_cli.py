@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.integration
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +119,28 @@ def test_dry_run_of_the_monitoring_pipeline_shows_its_schedule(tmp_path: Path) -
     }
     path = Path(re.search(r"definition \([a-z-]+\): (\S+)", out).group(1))
     assert path.parent.name == "vertex-monitoring" and path.is_file()
+
+
+@pytest.mark.parametrize("key", ["vertex", "sagemaker"])
+def test_dry_run_of_sharded_batch_inference_shows_parallel_jobs(key: str, tmp_path: Path) -> None:
+    """``batch_predict.config.shards: 3`` on a cloud stack: three ``batch_predict`` jobs
+    with no dependency between them, then the merge; each shard gets the step's settings."""
+    config = tmp_path / "inference.yaml"
+    config.write_text(
+        "steps:\n  batch_predict: {parameters: {config: {shards: 3, batch_size: 64}}}\n"
+    )
+    args = ["--stack", key, "--pipeline", "inference", "--data", "data/sample"]
+    result = _run([*args, "--config", str(config), "--dry-run"], _bare_env(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    shards = ["batch_predict_shard_1", "batch_predict_shard_2", "batch_predict_shard_3"]
+    summary = dict(re.findall(r"^  step (\w+)\s+(.+)$", out, re.M))
+    assert set(summary) == {*shards, "merge_predictions", "check_inference_drift", "handle_drift"}
+    assert f"in parallel (3 jobs at once): {', '.join(shards)}" in out
+    path = Path(re.search(r"definition \([a-z-]+\): (\S+)", out).group(1))
+    written = path.parent / f"inference.{key}.shards-3.yaml"
+    steps = yaml.safe_load(written.read_text())["steps"]
+    assert all(steps[s]["parameters"]["config"]["batch_size"] == 64 for s in shards)
 
 
 @pytest.mark.parametrize(

@@ -264,6 +264,27 @@ def test_inference_on_same_distribution_data(runs: list[Any], workdir: Path) -> 
     assert Path(drift["report"]).is_file() and Path(drift["report"]).stat().st_size > 1000
 
 
+def test_inference_in_worker_processes_equals_one_process(runs: list[Any], workdir: Path) -> None:
+    """``batch_predict.config.shards: 2`` on the local stack: two worker processes score
+    the halves; the merged files equal those of the one-process run above."""
+    import run as cli
+
+    config = yaml.safe_load(_inference_config(workdir / "inference-sharded.yaml").read_text())
+    set_settings(config, "batch_predict", shards=2, batch_size=8)
+    path = workdir / "inference-sharded.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = workdir / "out-sharded"
+    args = ["--pipeline", "inference", "--config", str(path), "--data", str(workdir / "same")]
+    result = CliRunner().invoke(cli.main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    one, two = (pd.read_csv(d / "predictions.csv") for d in (workdir / "out-same", out))
+    pd.testing.assert_frame_equal(one, two, atol=1e-6)
+    assert pd.read_csv(out / "skipped.csv")["file"].tolist() == ["NORMAL/broken.jpeg"]
+    drift = [json.loads((d / "drift.json").read_text()) for d in (workdir / "out-same", out)]
+    assert drift[0]["share_drifted"] == drift[1]["share_drifted"]
+    assert drift[0]["scores"] == pytest.approx(drift[1]["scores"])
+
+
 def test_inference_flags_shifted_data_and_names_the_statistics(
     runs: list[Any], workdir: Path
 ) -> None:

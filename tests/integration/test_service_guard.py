@@ -38,7 +38,7 @@ def server() -> Iterator[str]:
     model = build_model(backbone="compact_cnn", image_size=SIZE, weights=None, seed=3).model
 
     def prepared(files: list[bytes]) -> list[np.ndarray]:
-        return [np.stack([prepare_image(f, SIZE).numpy() for f in files])]
+        return [np.stack([prepare_image(f, SIZE) for f in files])]
 
     train = features_and_embeddings(model, prepared(_xrays(120, 1)))
     val = features_and_embeddings(model, prepared(_xrays(120, 2)))

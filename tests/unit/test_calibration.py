@@ -119,7 +119,7 @@ def test_calibrated_model_roundtrip_and_gradcam(scaled_model: tuple[Any, Any]) -
     stored = KerasModelFile.from_model(scaled)
     again = stored.load()
     assert stored.image_size == 64 and model_temperature(again) == 2.0
-    image = prepare_image(encode(synthetic_pixels(1, 80, np.random.default_rng(5))), 64).numpy()
+    image = prepare_image(encode(synthetic_pixels(1, 80, np.random.default_rng(5))), 64)
     expected = float(scaled.predict(image[None], verbose=0)[0, 0])
     np.testing.assert_allclose(again.predict(image[None], verbose=0)[0, 0], expected, rtol=1e-5)
     heatmap, probability = gradcam(again, image)

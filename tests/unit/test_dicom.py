@@ -142,7 +142,7 @@ def test_png_and_dicom_of_one_image_get_the_same_probability() -> None:
         "dicom-rle": encode_dicom(PIXELS, compression="rle"),
         "dicom-j2k": encode_dicom(PIXELS, compression="jpeg2000", bits=12, window=(2047.5, 4096)),
     }
-    batch = np.stack([prepare_image(data, 48).numpy() for data in variants.values()])
+    batch = np.stack([prepare_image(data, 48) for data in variants.values()])
     p = np.asarray(model(batch, training=False)).reshape(-1)
     assert np.abs(p - p[0]).max() <= 0.01, dict(zip(variants, p.tolist(), strict=True))
 

@@ -286,7 +286,7 @@ def _guard_for(model: Any, seed: int) -> Any:
     def part(n: int) -> Any:
         files = [encode(synthetic_pixels(i % 2, 40 + i % 20, rng)) for i in range(n)]
         return features_and_embeddings(
-            model, [np.stack([prepare_image(f, IMAGE_SIZE).numpy() for f in files])]
+            model, [np.stack([prepare_image(f, IMAGE_SIZE) for f in files])]
         )
 
     train, val = part(120), part(120)  # the threshold is set on held-out images
@@ -317,3 +317,42 @@ def test_guard_refuses_a_photo_in_batch_inference(
         assert 0 <= row["probability"] <= 1 and row["label"] in ("NORMAL", "PNEUMONIA")
     assert metrics["labelled"] == int(p["accepted"].sum()) < len(p)  # refused: not judged
     assert len(result.statistics) == len(p)  # drift still sees every scored image
+
+
+def test_shards_are_contiguous_near_equal_and_cover_the_input() -> None:
+    files = [InputImage(f"f{i}", f"f{i}.png", None) for i in range(10)]
+    parts = [inference.shard(files, i, 3) for i in range(3)]
+    assert [len(p) for p in parts] == [4, 3, 3]
+    assert [f for p in parts for f in p] == files  # in input order, nothing twice
+    assert inference.shard(files[:2], 2, 3) == []  # more shards than files: empty ones
+    with pytest.raises(ValueError, match="shard 3 of 3"):
+        inference.shard(files, 3, 3)
+
+
+def test_merged_shards_equal_one_run(model: Any, labelled_folder: Path) -> None:
+    """Three shards scored apart (as parallel steps do), merged: the same predictions,
+    statistics, skipped files and metrics as scoring the folder at once."""
+    files, _, layout = find_inputs(str(labelled_folder))
+    whole = score_images(model, files, IMAGE_SIZE, 0.5, batch_size=4, workers=2)
+    parts = [
+        score_images(model, inference.shard(files, i, 3), IMAGE_SIZE, 0.5, batch_size=2)
+        for i in range(3)
+    ]
+    summaries = [
+        inference.summarize(part, "new", layout, 0.5, "none", 1.0 + i)
+        for i, part in enumerate(parts)
+    ]
+    predictions, statistics, summary = inference.merge_shards(
+        [p.predictions for p in parts], [p.statistics for p in parts], summaries
+    )
+    pd.testing.assert_frame_equal(predictions, whole.predictions)
+    pd.testing.assert_frame_equal(statistics, whole.statistics)
+    expected = inference.summarize(whole, "new", layout, 0.5, "none", 3.0)
+    assert pd.Series(summary.metrics).equals(pd.Series(expected.metrics))  # NaN == NaN here
+    assert summary.predicted == expected.predicted
+    assert summary.skipped == expected.skipped and summary.images == 6
+    assert summary.images_per_second == pytest.approx(6 / 3.0, abs=0.25)  # slowest shard
+    with pytest.raises(ValueError, match="different thresholds"):
+        inference.merge_shards(
+            [], [], [summaries[0], summaries[1].model_copy(update={"threshold": 0.4})]
+        )

@@ -25,7 +25,7 @@ def test_decodes_every_accepted_variant_to_rgb_uint8(fmt: str, mode: str) -> Non
 
 def test_prepare_image_resizes_to_square() -> None:
     data = encode(synthetic_pixels(0, 90, RNG))
-    out = prepare_image(data, 48).numpy()
+    out = prepare_image(data, 48)
     assert out.shape == (48, 48, 3) and out.dtype == np.uint8
 
 
@@ -38,3 +38,42 @@ def test_make_dataset_batches_and_labels() -> None:
     assert np.concatenate([b[1].numpy() for b in batches]).tolist() == [0, 1, 0, 1, 0]
     unlabelled = list(make_dataset(images, None, 32, batch_size=5))
     assert unlabelled[0].shape == (5, 32, 32, 3)
+
+
+def _large_jpeg(side: int = 1400, mode: str = "L") -> bytes:
+    """A smooth X-ray-like image at the originals' size (the Kaggle originals are
+    400-2,900 px): large enough for a reduced-scale JPEG decode."""
+    from PIL import Image
+
+    small = synthetic_pixels(1, 96, np.random.default_rng(1))
+    image = Image.fromarray(small).resize((side, side - 200), Image.Resampling.BICUBIC)
+    return encode(np.asarray(image), "JPEG", mode)
+
+
+def test_a_large_jpeg_is_decoded_once_at_a_reduced_scale_for_the_model() -> None:
+    """Resizing at decode (JPEG DCT scaling) gives nearly the input a full decode and a
+    resize give, and the statistics come from that same decode, unchanged."""
+    from xray.io.image_stats import decoded_statistics, image_statistics
+    from xray.ml.preprocessing import decode_for_model, draft_side, resize_pixels
+
+    data = _large_jpeg()
+    decoded = decode_for_model(data, 224)
+    assert draft_side(224) <= min(decoded.pixels.shape[:2]) < 1200 / 2  # 1/4 scale, not full
+    assert decoded.info.width == 1400  # what the file says, not the decoded size
+    full = resize_pixels(decode_pixels(data), 224).astype(int)
+    assert np.abs(prepare_image(data, 224).astype(int) - full).mean() < 1.0
+    assert decoded_statistics(decoded, data) == image_statistics(data)  # one decode serves both
+    assert draft_side(384) == 384  # a larger model input is decoded at least that large
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_gray_and_colour_files_of_one_image_give_one_model_input(mode: str) -> None:
+    """A grayscale image is resized on its one channel; the result equals resizing the
+    three equal channels of its RGB form."""
+    from xray.io.images import decode_image
+    from xray.ml.preprocessing import resize_pixels
+
+    pixels = synthetic_pixels(0, 90, RNG)
+    decoded = decode_image(encode(pixels, "PNG", mode))
+    assert (decoded.gray is not None) == (mode == "L")
+    assert np.array_equal(resize_pixels(decoded, 40), resize_pixels(decoded.pixels, 40))

@@ -71,7 +71,7 @@ def test_every_configurable_step_takes_its_settings_model_as_config() -> None:
             elif parameter.default is not inspect.Parameter.empty:
                 assert key in WIRED, f"{key} has a default outside its settings model"
     assert seen == set(STEP_SETTINGS)
-    assert len(found) == 25  # every step file, in its stage's folder
+    assert len(found) == 26  # every step file, in its stage's folder
 
 
 def test_quickstart_commands_exist() -> None:
@@ -92,4 +92,6 @@ WIRED = {
     "make_release_record.external",
     "load_prediction_window.since",  # the monitoring window: run.py --since / --until
     "load_prediction_window.until",
+    "batch_predict.shard_index",  # the pipeline's parallel shards (shards on a cloud stack)
+    "batch_predict.shard_count",
 }

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from xray.io.images import decode_image
+from xray.io.images import DecodedImage, decode_image
 from xray.logic.constants import CLASS_NAMES
 from xray.logic.dataset import ImageDataset
 from xray.logic.settings import DRIFT_COLUMNS
@@ -33,9 +33,13 @@ CATEGORICAL_COLUMNS: tuple[str, ...] = ("mode", "channels", "bit_depth", "label"
 ID_COLUMNS: tuple[str, ...] = ("path", "split", "patient", "sha256")
 
 
-def _grayscale_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Decoded RGB pixels as 8-bit grayscale at ``ANALYSIS_SIZE`` squared."""
-    image = Image.fromarray(pixels).convert("L")
+def _grayscale_uint8(decoded: DecodedImage) -> np.ndarray:
+    """Decoded pixels as 8-bit grayscale at ``ANALYSIS_SIZE`` squared (a grayscale
+    image's own channel: Pillow's RGB-to-L of three equal channels is that channel)."""
+    if decoded.gray is not None:
+        image = Image.fromarray(decoded.gray)
+    else:
+        image = Image.fromarray(decoded.pixels).convert("L")
     resized = image.resize((ANALYSIS_SIZE, ANALYSIS_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)
 
@@ -92,7 +96,19 @@ def image_statistics(data: bytes) -> dict[str, float | int | str]:
         File facts (width, height, aspect_ratio, mode, channels, bit_depth, file_size,
         sha256) and pixel statistics (:func:`pixel_statistics`).
     """
-    decoded = decode_image(data, draft=ANALYSIS_SIZE)
+    return decoded_statistics(decode_image(data, draft=ANALYSIS_SIZE), data)
+
+
+def decoded_statistics(decoded: DecodedImage, data: bytes) -> dict[str, float | int | str]:
+    """:func:`image_statistics` of a file already decoded with ``draft=ANALYSIS_SIZE``
+    (or at full size when it is not a JPEG), so that a caller that also needs the
+    pixels decodes once (:func:`xray.ml.preprocessing.decode_for_model`).
+
+    Args:
+        decoded: ``decode_image(data, draft=ANALYSIS_SIZE)``, or any decode of ``data``
+            whose JPEG draft side is ``ANALYSIS_SIZE``.
+        data: The file's bytes (its size and hash).
+    """
     info = decoded.info
     facts: dict[str, float | int | str] = {
         "width": info.width,
@@ -104,7 +120,7 @@ def image_statistics(data: bytes) -> dict[str, float | int | str]:
         "file_size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
-    facts.update(pixel_statistics(_grayscale_uint8(decoded.pixels)))
+    facts.update(pixel_statistics(_grayscale_uint8(decoded)))
     return facts
 
 

@@ -74,6 +74,9 @@ class DecodedImage:
     pixels: np.ndarray
     """``[height, width, 3]`` uint8, RGB."""
     info: ImageInfo
+    gray: np.ndarray | None = None
+    """``[height, width]`` uint8 when the image is single-channel (most X-rays): the one
+    channel ``pixels`` repeats three times, so grayscale work need not convert back."""
 
 
 def is_dicom(data: bytes) -> bool:
@@ -112,6 +115,11 @@ def _to_rgb(gray_or_rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(gray_or_rgb[:, :, :3])
 
 
+def _decoded(pixels: np.ndarray, info: ImageInfo) -> DecodedImage:
+    gray = np.ascontiguousarray(pixels) if pixels.ndim == 2 else None
+    return DecodedImage(_to_rgb(pixels), info, gray)
+
+
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageError(
@@ -142,7 +150,7 @@ def _decode_pillow(data: bytes, max_pixels: int, draft: int | None) -> DecodedIm
         _check_size(width, height, max_pixels)
         mode = image.mode
         if draft and image_format == "JPEG":
-            image.draft("RGB", (draft, draft))  # decode at a reduced scale (statistics)
+            image.draft("RGB", (draft, draft))  # decode at a reduced DCT scale
         image.load()
         image = ImageOps.exif_transpose(image)
         if mode.startswith("I") or mode == "F":
@@ -153,7 +161,7 @@ def _decode_pillow(data: bytes, max_pixels: int, draft: int | None) -> DecodedIm
             target = "L" if mode in ("1", "LA", "La") else "RGB"
             pixels = np.asarray(image.convert(target))
         info = ImageInfo(image_format, width, height, mode, _bit_depth(mode))
-        return DecodedImage(_to_rgb(pixels), info)
+        return _decoded(pixels, info)
 
 
 def _pydicom() -> Any:
@@ -250,7 +258,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> DecodedImage:
         bits_stored,
         patient_key(patient_id) if patient_id else None,
     )
-    return DecodedImage(_to_rgb(pixels), info)
+    return _decoded(np.asarray(pixels), info)
 
 
 def decode_image(
@@ -261,8 +269,9 @@ def decode_image(
     Args:
         data: The file content.
         max_pixels: Refuse images with more pixels than this without decoding them.
-        draft: For statistics only: a JPEG may be decoded at a reduced scale, no
-            smaller than this side length (faster; never used for the model input).
+        draft: A JPEG may be decoded at a reduced DCT scale (1/2, 1/4 or 1/8), keeping
+            both sides at least this long: what is resized to a smaller side afterwards
+            anyway (the model input, the statistics) need not be decoded in full.
 
     Returns:
         The pixels ``[H, W, 3]`` uint8 and what the file told about itself.

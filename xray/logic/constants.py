@@ -46,6 +46,16 @@ PREDICTIONS_ARTIFACT = "predictions"
 INFERENCE_STATISTICS_ARTIFACT = "inference_statistics"
 INFERENCE_METRICS_ARTIFACT = "inference_metrics"
 INFERENCE_DRIFT_ARTIFACT = "inference_drift"
+SCORING_STEP = "batch_predict"
+MERGE_STEP = "merge_predictions"
+"""With parallel shards, the step whose outputs are the run's predictions and summary."""
+
+
+def shard_step(index: int) -> str:
+    """The step name of shard ``index`` (0-based) when shards run as parallel steps."""
+    return f"{SCORING_STEP}_shard_{index + 1}"
+
+
 INFERENCE_DRIFT_REPORT_ARTIFACT = "inference_drift_report"
 TRAINED_MODEL_ARTIFACT = "trained_model"
 TRAINING_REPORT_ARTIFACT = "training_report"

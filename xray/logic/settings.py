@@ -356,6 +356,15 @@ class BatchPredictSettings(Settings):
         description="images read, checked and predicted at a time (memory is bounded by two "
         "batches)",
     )
+    shards: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="split the input into this many contiguous shards scored at once: worker "
+        "processes on a local orchestrator, parallel steps (one job each) on the SageMaker "
+        "and Vertex stacks; the shards' predictions, statistics and summary are merged into "
+        "one (see [Batch inference at scale](#batch-inference-at-scale))",
+    )
     guard_mode: GuardMode = Field(
         "refuse",
         description="what happens to an image the [input guard](#what-the-service-accepts) "

@@ -22,8 +22,15 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from xray.io.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS, image_statistics
-from xray.io.images import MAX_PIXELS, ImageError, decode_image
+from xray.io.image_stats import (
+    ANALYSIS_SIZE,
+    CATEGORICAL_COLUMNS,
+    DRIFT_COLUMNS,
+    ID_COLUMNS,
+    decoded_statistics,
+    image_statistics,
+)
+from xray.io.images import MAX_PIXELS, ImageError
 from xray.io.layout import (
     EXTENSIONS_TEXT,
     DataError,
@@ -37,7 +44,9 @@ from xray.logic.constants import CLASS_NAMES, POSITIVE_CLASS, UNKNOWN_LABEL
 from xray.logic.dataset import SkippedFile
 from xray.logic.metrics import classification_metrics
 from xray.logic.patients import patient_id_or_file
+from xray.logic.records import InferenceSummary
 from xray.ml.guard import InputGuard, Verdict, withholds_label
+from xray.ml.preprocessing import decode_for_model, draft_side, resize_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +167,10 @@ def _read_file(uri: str) -> bytes:
 
 
 def _examine(
-    file: InputImage, prepare: Callable[[bytes], Any], max_pixels: int
+    file: InputImage, image_size: int, max_pixels: int
 ) -> tuple[dict[str, Any], np.ndarray] | str:
-    """Reads, checks, describes and decodes one file; the reason it is unusable otherwise.
+    """Reads, checks, decodes (once), describes and resizes one file; the reason it is
+    unusable otherwise.
 
     Only this call holds the file's bytes: what it returns is the statistics row and the
     model input (``[S, S, 3]`` uint8).
@@ -170,13 +180,16 @@ def _examine(
     except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
         return f"cannot read file: {exc}"
     try:
-        decoded = decode_image(data, max_pixels=max_pixels)
-        statistics = image_statistics(data)
+        decoded = decode_for_model(data, image_size, max_pixels)
+        if draft_side(image_size) == ANALYSIS_SIZE:  # the statistics' own decode
+            statistics = decoded_statistics(decoded, data)
+        else:
+            statistics = image_statistics(data)
         statistics["patient"] = decoded.info.patient  # a DICOM's hashed PatientID, or None
-        pixels = prepare(decoded.pixels).numpy()
+        pixels = resize_pixels(decoded, image_size)
     except ImageError as exc:
         return str(exc)
-    except Exception as exc:  # noqa: BLE001 - e.g. a JPEG variant TensorFlow cannot decode
+    except Exception as exc:  # noqa: BLE001 - e.g. a JPEG variant Pillow cannot decode
         return f"cannot decode for the model: {str(exc).strip().splitlines()[0][:200]}"
     return statistics, pixels
 
@@ -253,10 +266,10 @@ def score_images(
 ) -> InferenceResult:
     """Scores images streaming, ``batch_size`` at a time, with the model's decision threshold.
 
-    While the model runs on one batch, the thread pool reads, checks
-    and decodes (:func:`xray.io.images.decode_image`), describes
-    (:func:`xray.io.image_stats.image_statistics`) and resizes
-    (:func:`xray.ml.preprocessing.resize_pixels`) the next one. A file's bytes live
+    While the model runs on one batch, the thread pool reads, checks and decodes each
+    file of the next one once (:func:`xray.ml.preprocessing.decode_for_model`), then
+    describes (:func:`xray.io.image_stats.decoded_statistics`) and resizes
+    (:func:`xray.ml.preprocessing.resize_pixels`) what it decoded. A file's bytes live
     only while its thread works on it; at most two batches of decoded images are held.
     Unusable files are skipped with the reason; the run goes on.
 
@@ -280,15 +293,9 @@ def score_images(
     import tensorflow as tf
 
     from xray.ml.guard import embedding_model
-    from xray.ml.preprocessing import resize_pixels
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
-    prepare = tf.function(
-        lambda pixels: resize_pixels(pixels, image_size),
-        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
-        autograph=False,
-    )
     use_guard = guard is not None and guard_mode != "off"
     twin = embedding_model(model, guard.embedding_layer) if use_guard else model  # type: ignore[union-attr]
     model_call = tf.function(
@@ -312,7 +319,7 @@ def score_images(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
 
         def submit(batch: Sequence[InputImage]) -> list[Future]:
-            return [pool.submit(_examine, f, prepare, max_pixels) for f in batch]
+            return [pool.submit(_examine, f, image_size, max_pixels) for f in batch]
 
         upcoming = submit(batches[0]) if batches else []
         for k, batch in enumerate(batches):
@@ -343,6 +350,213 @@ def score_images(
         statistics=pd.DataFrame(statistics, columns=statistics_columns),
         skipped=skipped,
     )
+
+
+def shard(files: Sequence[InputImage], index: int, count: int) -> list[InputImage]:
+    """The ``index``-th of ``count`` contiguous, near-equal slices of ``files`` (so that
+    the shards' predictions, concatenated in shard order, are in input order).
+
+    Raises:
+        ValueError: For an index outside ``0 .. count - 1``.
+    """
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count}: use 0 <= index < count")
+    size, extra = divmod(len(files), count)
+    start = index * size + min(index, extra)
+    return list(files[start : start + size + (index < extra)])
+
+
+def merge_results(parts: Sequence[InferenceResult]) -> InferenceResult:
+    """One result from the shards' results, in shard order."""
+    predictions = [p.predictions for p in parts if not p.predictions.empty]
+    statistics = [p.statistics for p in parts if not p.statistics.empty]
+    return InferenceResult(
+        predictions=pd.concat(predictions, ignore_index=True)
+        if predictions
+        else parts[0].predictions,
+        statistics=pd.concat(statistics, ignore_index=True) if statistics else parts[0].statistics,
+        skipped=[s for p in parts for s in p.skipped],
+    )
+
+
+_WORKER_MODEL: list[Any] = []
+
+
+def _start_worker(model_file: bytes, threads: int) -> None:
+    """A scoring process: its share of the cores, then the model, loaded once."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from xray.ml.model import load_model
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(model_file)
+        _WORKER_MODEL[:] = [load_model(str(path))]
+
+
+def _score_in_worker(files: list[InputImage], kwargs: dict[str, Any]) -> InferenceResult:
+    guard = kwargs.pop("guard")
+    return score_images(
+        _WORKER_MODEL[0],
+        files,
+        guard=InputGuard.from_dict(guard) if guard is not None else None,
+        **kwargs,
+    )
+
+
+def score_in_processes(
+    model_file: bytes,
+    files: Sequence[InputImage],
+    image_size: int,
+    threshold: float,
+    processes: int,
+    batch_size: int = 256,
+    guard: InputGuard | None = None,
+    guard_mode: str = "refuse",
+    max_pixels: int = MAX_PIXELS,
+    progress: Callable[[int, int], None] | None = None,
+) -> InferenceResult:
+    """:func:`score_images` over ``processes`` contiguous shards of ``files`` at once,
+    each in its own worker process (its own model, a share of the cores), merged.
+
+    Worth it where one process leaves cores idle (a many-core machine: the decode
+    threads and TensorFlow's thread pools do not use them all); on 2 cores the
+    benchmark (``benchmarks/batch_inference.py --shards``) shows what it gives.
+
+    Args:
+        model_file: The ``.keras`` file's bytes (each worker loads it once).
+        files, image_size, threshold, batch_size, guard, guard_mode, max_pixels: As
+            :func:`score_images`.
+        processes: Worker processes (shards); 1 scores here, in this process.
+        progress: Called as ``progress(done, total)`` as each shard finishes.
+
+    Returns:
+        The merged result, rows in input order.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    processes = max(1, min(processes, len(files)))
+    settings = {
+        "image_size": image_size,
+        "threshold": threshold,
+        "batch_size": batch_size,
+        "guard_mode": guard_mode,
+        "max_pixels": max_pixels,
+    }
+    if processes == 1:
+        from xray.ml.model import KerasModelFile
+
+        model = KerasModelFile(data=model_file, image_size=image_size).load()
+        return score_images(model, files, guard=guard, progress=progress, **settings)
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // processes)
+    settings["workers"] = max(2, 4 // processes)
+    shards = [shard(files, i, processes) for i in range(processes)]
+    guard_dict = guard.to_dict() if guard is not None else None
+    done = 0
+    context = multiprocessing.get_context("spawn")  # no forked TensorFlow state
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_start_worker, initargs=(model_file, threads)
+    ) as pool:
+        futures = [
+            pool.submit(_score_in_worker, part, {**settings, "guard": guard_dict})
+            for part in shards
+        ]
+        parts = []
+        for part, future in zip(shards, futures, strict=True):
+            parts.append(future.result())
+            done += len(part)
+            if progress is not None:
+                progress(done, len(files))
+    return merge_results(parts)
+
+
+def summarize(
+    result: InferenceResult,
+    source: str,
+    layout: str,
+    threshold: float,
+    guard_mode: str,
+    seconds: float,
+    skipped: Sequence[SkippedFile] = (),
+) -> InferenceSummary:
+    """The run's summary (``summary.json``) of a (merged) result.
+
+    Args:
+        result: What was scored.
+        source: The input as given.
+        layout: :func:`find_inputs`'s layout.
+        threshold: The decision threshold.
+        guard_mode: ``refuse``/``flag``/``off``, or ``none`` when the model has no guard.
+        seconds: Scoring wall time (for images/s).
+        skipped: Files skipped before scoring (not images), listed first.
+    """
+    predictions = result.predictions
+    refused = predictions[~predictions["accepted"].astype(bool)]
+    every_skipped = [*skipped, *result.skipped]
+    return InferenceSummary(
+        source=source,
+        layout=layout,
+        images=len(predictions),
+        predicted=predictions.loc[predictions["label"] != "", "label"].value_counts().to_dict(),
+        guard_mode=guard_mode,
+        refused=len(refused),
+        refused_files=[
+            {"file": row.file, "reason": row.guard_reason} for row in refused.itertuples()
+        ],
+        threshold=float(threshold),
+        images_per_second=round(len(predictions) / seconds, 1) if seconds else None,
+        skipped=[{"file": s.path, "reason": s.reason} for s in every_skipped],
+        metrics=labelled_metrics(predictions, threshold),
+    )
+
+
+def merge_shards(
+    predictions: Sequence[pd.DataFrame],
+    statistics: Sequence[pd.DataFrame],
+    summaries: Sequence[InferenceSummary],
+) -> tuple[pd.DataFrame, pd.DataFrame, InferenceSummary]:
+    """The outputs of parallel shards (:func:`shard`) as one run's, in shard order.
+
+    Returns:
+        The joined predictions and statistics, and a summary over them: counts and
+        metrics recomputed, skipped and refused files of every shard, images/s over the
+        slowest shard's scoring time.
+
+    Raises:
+        ValueError: Without shards, or with shards scored at different thresholds.
+    """
+    if not summaries:
+        raise ValueError("no shard to merge")
+    if len({s.threshold for s in summaries}) > 1:
+        raise ValueError("the shards were scored at different thresholds (different models)")
+    merged = merge_results(
+        [InferenceResult(p, s) for p, s in zip(predictions, statistics, strict=True)]
+    )
+    first = summaries[0]
+    seconds = max(
+        (s.images / s.images_per_second for s in summaries if s.images_per_second), default=0.0
+    )
+    skipped = [SkippedFile(f["file"], f["reason"]) for s in summaries for f in s.skipped]
+    summary = summarize(
+        InferenceResult(merged.predictions, merged.statistics),
+        first.source,
+        first.layout,
+        first.threshold,
+        first.guard_mode,
+        seconds,
+        skipped,
+    )
+    return merged.predictions, merged.statistics, summary
 
 
 def labelled_metrics(predictions: pd.DataFrame, threshold: float) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """The one preprocessing definition shared by training, batch inference and serving.
 
 Outside the model, a file (JPEG, PNG or DICOM) is decoded to RGB ``uint8`` by the one
-decode (:func:`xray.io.images.decode_image`) and resized to the model's input size
+decode (:func:`xray.io.images.decode_image`; a large JPEG at a reduced DCT scale,
+:func:`decode_for_model`) and resized by Pillow to the model's input size
 (:func:`prepare_image`); that is all. Scaling to the backbone's input
 range happens inside the model (:mod:`xray.ml.model`), so the saved ``.keras`` file takes raw
 pixels and nobody can forget a step.
@@ -15,9 +16,12 @@ import numpy as np
 if TYPE_CHECKING:
     import tensorflow as tf
 
+    from xray.io.images import DecodedImage
+
 
 def decode_pixels(data: "bytes | np.ndarray") -> np.ndarray:
-    """Decodes one file (JPEG, PNG or DICOM) to RGB uint8 with the shared decode.
+    """Decodes one file (JPEG, PNG or DICOM) to RGB uint8 at full size with the shared
+    decode.
 
     Args:
         data: The file content (bytes, or a NumPy bytes scalar as ``tf.numpy_function``
@@ -32,23 +36,63 @@ def decode_pixels(data: "bytes | np.ndarray") -> np.ndarray:
     """
     from xray.io.images import decode_image
 
-    raw = data.item() if isinstance(data, np.ndarray) else data
-    return decode_image(bytes(raw)).pixels
+    return decode_image(_bytes(data)).pixels
 
 
-def resize_pixels(pixels: "np.ndarray | tf.Tensor", image_size: int) -> "tf.Tensor":
-    """Resizes decoded RGB uint8 pixels to the model's input: ``[S, S, 3]`` uint8.
+def _bytes(data: "bytes | np.ndarray") -> bytes:
+    return bytes(data.item() if isinstance(data, np.ndarray) else data)
 
-    Bilinear with antialiasing, aspect ratio not kept (the reference data set was made
-    the same way), rounded back to uint8 so that cached training data stays small.
+
+def draft_side(image_size: int) -> int:
+    """The side a JPEG is decoded at (at least) for a model of input side ``image_size``:
+    the statistics' :data:`~xray.io.image_stats.ANALYSIS_SIZE` when the model's input is
+    no larger, so that one decode serves both; else the model's side."""
+    from xray.io.image_stats import ANALYSIS_SIZE
+
+    return max(image_size, ANALYSIS_SIZE)
+
+
+def decode_for_model(
+    data: "bytes | np.ndarray", image_size: int, max_pixels: int | None = None
+) -> "DecodedImage":
+    """The one decode of a file for the model: a JPEG larger than twice
+    :func:`draft_side` is decoded at a reduced DCT scale (the resize to the model's
+    input would discard that detail anyway, and it is several times faster), any other
+    file at full size.
+
+    Raises:
+        xray.io.images.ImageError: For a file that is not a usable image.
     """
-    import tensorflow as tf
+    from xray.io.images import MAX_PIXELS, decode_image
 
-    resized = tf.image.resize(pixels, [image_size, image_size], method="bilinear", antialias=True)
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    return decode_image(_bytes(data), max_pixels=limit, draft=draft_side(image_size))
 
 
-def prepare_image(data: "bytes | np.ndarray", image_size: int) -> "tf.Tensor":
+def resize_pixels(pixels: "np.ndarray | DecodedImage", image_size: int) -> np.ndarray:
+    """Resizes decoded pixels to the model's input: ``[S, S, 3]`` uint8.
+
+    Bilinear with antialiasing (Pillow's filter widens with the reduction), aspect ratio
+    not kept (the reference data set was made the same way). A grayscale image is
+    resized once, on its one channel, then repeated.
+
+    Args:
+        pixels: ``[H, W, 3]`` uint8, or a :class:`~xray.io.images.DecodedImage`.
+        image_size: Side length S of the square output.
+    """
+    from PIL import Image
+
+    gray = getattr(pixels, "gray", None)
+    rgb = getattr(pixels, "pixels", pixels)
+    size = (image_size, image_size)
+    if gray is not None:
+        small = np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BILINEAR))
+        return np.repeat(small[:, :, None], 3, axis=2)
+    image = Image.fromarray(np.asarray(rgb, dtype=np.uint8))
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR))
+
+
+def prepare_image(data: "bytes | np.ndarray", image_size: int) -> np.ndarray:
     """Decodes and resizes one file to the model's input: ``[S, S, 3]`` uint8.
 
     Args:
@@ -56,18 +100,20 @@ def prepare_image(data: "bytes | np.ndarray", image_size: int) -> "tf.Tensor":
         image_size: Side length S of the square output.
 
     Returns:
-        The resized image as a uint8 tensor.
+        The model input, the same for training, batch inference and the service.
     """
-    return resize_pixels(decode_pixels(data), image_size)
+    return resize_pixels(decode_for_model(data, image_size), image_size)
 
 
 def _prepare_in_graph(data: "tf.Tensor", image_size: int) -> "tf.Tensor":
-    """:func:`prepare_image` inside a tf.data map (the decode runs as Python)."""
+    """:func:`prepare_image` inside a tf.data map (as Python; Pillow releases the GIL)."""
     import tensorflow as tf
 
-    pixels = tf.numpy_function(decode_pixels, [data], tf.uint8, stateful=False)
-    pixels.set_shape([None, None, 3])
-    return resize_pixels(pixels, image_size)
+    pixels = tf.numpy_function(
+        lambda b: prepare_image(b, image_size), [data], tf.uint8, stateful=False
+    )
+    pixels.set_shape([image_size, image_size, 3])
+    return pixels
 
 
 def make_dataset(

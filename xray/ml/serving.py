@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from xray.io.images import MAX_PIXELS, ImageError, decode_image
+from xray.io.images import MAX_PIXELS, ImageError
 from xray.logic.constants import CLASS_NAMES
 from xray.logic.settings import GUARD_MODES
 from xray.ml.guard import InputGuard, Verdict
@@ -78,17 +78,41 @@ def decode_upload(
     decode and resized by the shared preprocessing, ``[S, S, 3]`` uint8.
 
     Raises:
+        RequestError: As :func:`prepare_upload`.
+    """
+    return prepare_upload(data, image_size, name, max_bytes)[0]
+
+
+def prepare_upload(
+    data: bytes,
+    image_size: int,
+    name: str = "image",
+    max_bytes: int | None = None,
+    statistics: bool = False,
+) -> tuple[np.ndarray, dict[str, float | int | str] | None]:
+    """The model input for one upload (:func:`decode_upload`) and, with ``statistics``,
+    what the prediction log keeps of it (:func:`served_statistics`), from one decode.
+
+    Raises:
         RequestError: 413 for a file over the size limit; 400 for an empty, non-image,
             truncated, tiny, bomb or multi-frame file, or one that cannot be decoded.
     """
-    from xray.ml.preprocessing import resize_pixels
+    from xray.io.image_stats import ANALYSIS_SIZE, decoded_statistics
+    from xray.ml.preprocessing import decode_for_model, draft_side, resize_pixels
 
     check_size(data, name, max_bytes)
     try:
-        pixels = decode_image(data, max_pixels=MAX_PIXELS).pixels
+        decoded = decode_for_model(data, image_size, MAX_PIXELS)
     except ImageError as exc:
         raise RequestError(400, f"'{name}' cannot be used: {exc}") from None
-    return resize_pixels(pixels, image_size).numpy()
+    described = None
+    if statistics:
+        if draft_side(image_size) == ANALYSIS_SIZE:  # the statistics' own decode
+            described = decoded_statistics(decoded, data)
+            described.pop("sha256", None)
+        else:
+            described = served_statistics(data)
+    return resize_pixels(decoded, image_size), described
 
 
 def served_statistics(data: bytes) -> dict[str, float | int | str]:

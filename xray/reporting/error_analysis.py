@@ -150,7 +150,7 @@ def _thumbnail(data: bytes, size: int) -> np.ndarray:
 
     from xray.ml.preprocessing import prepare_image
 
-    return np.asarray(Image.fromarray(prepare_image(data, size).numpy()).convert("L"))
+    return np.asarray(Image.fromarray(prepare_image(data, size)).convert("L"))
 
 
 def error_grid(
@@ -281,7 +281,7 @@ def gradcam_examples(
         if not len(chosen):
             axes[0].text(0, 0.5, "none", fontsize=9, va="center", transform=axes[0].transAxes)
         for pair, index in enumerate(chosen):
-            image = prepare_image(images[index], size).numpy()
+            image = prepare_image(images[index], size)
             heatmap, probability = gradcam(model, image)
             overlay = np.asarray(Image.open(io.BytesIO(overlay_png(image, heatmap))))
             axes[2 * pair].imshow(image)
