@@ -19,7 +19,11 @@ decode, a second decode for the statistics, TensorFlow resize) and the new way (
 decode at a reduced JPEG scale shared by the statistics, Pillow resize), plus the
 forward pass per image: where the time goes.
 
+``scaling_worker_processes`` is the throughput of ``score_in_processes`` (the local
+stack's ``batch_predict.config.shards``) against the number of worker processes.
+
 usage: python benchmarks/batch_inference.py [DATA_DIR] [--images 10000] [--rounds 2]
+       [--shards 1,2,4]
 """
 
 import argparse
@@ -75,6 +79,24 @@ def measure_ours(data: str, batch_size: int, workers: int) -> dict[str, float]:
         "total_s": round(end - start, 1),
         "images_per_s": round(len(result.predictions) / (end - start), 1),
         "rss_before_mb": round(before),
+    }
+
+
+def measure_processes(data: str, batch_size: int, processes: int) -> dict[str, float]:
+    """``score_in_processes``: the folder in ``processes`` worker processes (shards)."""
+    from xray.ml.inference import find_inputs, score_in_processes
+    from xray.ml.model import KerasModelFile
+
+    model_file = KerasModelFile.from_model(_model()).data
+    start = time.perf_counter()
+    files, _, _ = find_inputs(data)
+    result = score_in_processes(model_file, files, IMAGE_SIZE, 0.5, processes, batch_size)
+    end = time.perf_counter()
+    return {
+        "processes": processes,
+        "images": len(result.predictions),
+        "total_s": round(end - start, 1),
+        "images_per_s": round(len(result.predictions) / (end - start), 1),
     }
 
 
@@ -174,6 +196,8 @@ def _child(args: argparse.Namespace) -> None:
         result = measure_ours(args.data, args.batch_size, args.workers)
     elif args.measure == "profile":
         result = measure_profile(args.data)
+    elif args.measure.startswith("processes-"):
+        result = measure_processes(args.data, args.batch_size, int(args.measure.split("-")[1]))
     else:
         result = measure_seed(args.data, 32)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -233,7 +257,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
-    parser.add_argument("--measure", choices=["ours", "seed", "profile"], help=argparse.SUPPRESS)
+    parser.add_argument("--shards", default="1,2,4", help="process counts of the scaling curve")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         _child(args)
@@ -251,6 +276,10 @@ def main() -> None:
                 }
             )
     profile = run_child("profile", args.data, args.batch_size, args.workers)
+    scaling = [
+        run_child(f"processes-{n}", args.data, args.batch_size, args.workers)
+        for n in map(int, args.shards.split(","))
+    ]
     with tempfile.TemporaryDirectory(prefix="xray-bench-") as tmp:
         flat = Path(tmp) / "flat"
         how = flat_folder(args.data, flat, args.images)
@@ -270,6 +299,7 @@ def main() -> None:
             "baseline": f"score_images at commit {args.baseline_rev} (before issue #18)",
             "rounds": rounds,
             "profile_ms_per_image": profile,
+            "scaling_worker_processes": scaling,
             "score_images_flat_folder": {"files": f"{args.images} ({how})", **large},
             "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "ratio_ours_vs_seed": ratio("ours", "seed"),

@@ -63,17 +63,18 @@ print(json.dumps({"exit_code": code, "wall_s": round(wall, 1), "peak_rss_mb": ro
 """
 
 
-def timed_run(env: dict[str, str], *args: str) -> dict[str, Any]:
-    """``python run.py ARGS`` in a fresh process: wall time and its peak RSS, measured by a
-    wrapper process; exits with the run's log tail when the run fails."""
+def timed_run(env: dict[str, str], *args: str, cwd: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """``python run.py ARGS`` in a fresh process (of the checkout ``cwd``): wall time and
+    its peak RSS, measured by a wrapper process; exits with the run's log tail when the
+    run fails."""
     import subprocess
     import tempfile
 
     with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
         out = subprocess.run(
             [sys.executable, "-c", _WRAPPER, log.name, *args],
-            cwd=PROJECT_ROOT,
-            env=env,
+            cwd=cwd,
+            env={**env, "PYTHONPATH": str(cwd)},
             capture_output=True,
             text=True,
             check=True,

@@ -6,7 +6,9 @@ JPEGs, labelled) and a 10,000-image flat, unlabelled folder (hard links to the s
 files under distinct names). Each command runs in its own process; its wall time and
 peak RSS are measured by a wrapper process. The seed-style peer
 (`ImageDataGenerator.flow_from_directory` + `model.predict`, from
-`benchmarks/batch_inference.py`) runs in the same session on the same 5,216 images.
+`benchmarks/batch_inference.py`) runs in the same session on the same 5,216 images, and
+so does the project's own pipeline before the performance work of issue #18 (the commit
+``--baseline-rev``, in a temporary git worktree, on the same store and model).
 
 usage: python benchmarks/inference_pipeline.py [DATA_DIR] [--images 10000]
 """
@@ -17,12 +19,15 @@ import os
 import tempfile
 from pathlib import Path
 
-from batch_inference import flat_folder, run_child
-from common import SHARED_TRAIN, save, timed_run
+from batch_inference import BASELINE_REV, baseline_tree, flat_folder, run_child
+from common import PROJECT_ROOT, SHARED_TRAIN, save, timed_run
 
 
-def infer(env: dict[str, str], data: Path, out: Path) -> dict[str, object]:
-    result = timed_run(env, "--pipeline", "inference", "--data", str(data), "--out", str(out))
+def infer(
+    env: dict[str, str], data: Path, out: Path, tree: Path = PROJECT_ROOT
+) -> dict[str, object]:
+    args = ("--pipeline", "inference", "--data", str(data), "--out", str(out))
+    result = timed_run(env, *args, cwd=tree)
     summary = json.loads((out / "summary.json").read_text())
     drift = json.loads((out / "drift.json").read_text())
     return {
@@ -40,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=SHARED_TRAIN.parent)
     parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--baseline-rev", default=BASELINE_REV)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="xray-bench-") as tmp:
         root = Path(tmp)
@@ -51,11 +57,14 @@ def main() -> None:
             "ZENML_ANALYTICS_OPT_IN": "false",
         }
         training = timed_run(env, "--stack", "local")
+        with baseline_tree(args.baseline_rev) as tree:
+            baseline = infer(env, args.data, root / "out-baseline", tree)
         full = infer(env, args.data, root / "out-full")
         flat = root / "flat"
         how = flat_folder(args.data, flat, args.images)
         large = infer(env, flat, root / "out-flat")
     seed = run_child("seed", args.data / "train", 256, 4)
+    seed_rate = seed["images_per_s"]
     save(
         "inference_pipeline",
         {
@@ -64,9 +73,19 @@ def main() -> None:
             "training_run": training,
             "inference_kaggle_train_split": full,
             "inference_flat_folder": {"files": f"{args.images} ({how})", **large},
+            "baseline_kaggle_train_split": {"code": f"commit {args.baseline_rev}", **baseline},
             "seed_flow_from_directory_predict": seed,
             "ratio_scoring_images_per_s_vs_seed": round(
-                full["scoring_images_per_s"] / seed["images_per_s"], 2
+                full["scoring_images_per_s"] / seed_rate, 2
+            ),
+            "ratio_end_to_end_images_per_s_vs_seed": round(
+                full["end_to_end_images_per_s"] / seed_rate, 2
+            ),
+            "ratio_end_to_end_flat_folder_vs_seed": round(
+                large["end_to_end_images_per_s"] / seed_rate, 2
+            ),
+            "ratio_end_to_end_vs_baseline": round(
+                full["end_to_end_images_per_s"] / baseline["end_to_end_images_per_s"], 2
             ),
         },
     )
