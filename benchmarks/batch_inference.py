@@ -22,8 +22,12 @@ forward pass per image: where the time goes.
 ``scaling_worker_processes`` is the throughput of ``score_in_processes`` (the local
 stack's ``batch_predict.config.shards``) against the number of worker processes.
 
+``full_size_jpegs`` repeats peer / baseline / ours on ``--full-size`` of the JPEGs
+upscaled to the originals' size (the Kaggle originals are 400-2,900 px a side; the
+shared copies were shrunk to 224 px), where decoding, not the forward pass, dominates.
+
 usage: python benchmarks/batch_inference.py [DATA_DIR] [--images 10000] [--rounds 2]
-       [--shards 1,2,4]
+       [--shards 1,2,4] [--full-size 800] [--name batch_inference]
 """
 
 import argparse
@@ -39,10 +43,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import PROJECT_ROOT, SHARED_TRAIN, save
+from common import PROJECT_ROOT, RESULTS, SHARED_TRAIN, save
 
-IMAGE_SIZE = 160
-BACKBONE = "compact_cnn"
+IMAGE_SIZE = int(os.environ.get("XRAY_BENCH_IMAGE_SIZE", "160"))
+BACKBONE = os.environ.get("XRAY_BENCH_BACKBONE", "compact_cnn")  # gpu.sh: vgg16 at 224
 BASELINE_REV = "4a23d85"
 """The last commit before the performance work of issue #18 (today's code)."""
 PROFILE_IMAGES = 400
@@ -233,6 +237,21 @@ def run_child(
     return result
 
 
+def full_size_folder(source: Path, target: Path, count: int, side: int = 1400) -> None:
+    """``count`` of the images as the Kaggle originals are stored (grayscale JPEGs of
+    400-2,900 px a side; here ``side`` x ``side * 0.8``, upscaled), in class folders."""
+    from PIL import Image
+
+    images = sorted(p for p in source.rglob("*") if p.suffix.lower() in {".jpeg", ".jpg"})
+    step = max(1, len(images) // count)
+    for src in images[::step][:count]:
+        dst = target / src.parent.name / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(src) as image:
+            large = image.convert("L").resize((side, int(side * 0.8)), Image.Resampling.BICUBIC)
+            large.save(dst, quality=90)
+
+
 def flat_folder(source: Path, target: Path, count: int) -> str:
     """``count`` images from ``source`` in one flat folder, distinct names; links if possible."""
     images = sorted(p for p in source.rglob("*") if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
@@ -249,6 +268,25 @@ def flat_folder(source: Path, target: Path, count: int) -> str:
     return how
 
 
+def measure_full_size(args: argparse.Namespace) -> dict[str, object]:
+    """Peer, baseline and ours on ``args.full_size`` full-size JPEGs, in that order."""
+    with tempfile.TemporaryDirectory(prefix="xray-bench-") as tmp:
+        originals = Path(tmp) / "full-size"
+        full_size_folder(args.data, originals, args.full_size)
+        with baseline_tree(args.baseline_rev) as tree:
+            result: dict[str, object] = {
+                "images": f"{args.full_size} of the JPEGs upscaled to 1400x1120 grayscale",
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+                "seed": run_child("seed", originals, args.batch_size, args.workers),
+                "baseline": run_child("ours", originals, args.batch_size, args.workers, tree),
+                "ours": run_child("ours", originals, args.batch_size, args.workers),
+            }
+    for key in ("seed", "baseline"):
+        ours_rate = result["ours"]["images_per_s"]  # type: ignore[index]
+        result[f"ratio_ours_vs_{key}"] = round(ours_rate / result[key]["images_per_s"], 2)  # type: ignore[index]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=SHARED_TRAIN)
@@ -258,10 +296,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
     parser.add_argument("--shards", default="1,2,4", help="process counts of the scaling curve")
+    parser.add_argument(
+        "--full-size", type=int, default=800, help="images of the full-size scenario (0: none)"
+    )
+    parser.add_argument("--name", default="batch_inference", help="results/<name>.json")
+    parser.add_argument("--only-full-size", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         _child(args)
+        return
+    if args.only_full_size:  # add the full-size scenario to an existing results file
+        path = RESULTS / f"{args.name}.json"
+        result = json.loads(path.read_text())
+        result["full_size_jpegs"] = measure_full_size(args)
+        path.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result["full_size_jpegs"], indent=2))
         return
 
     load_before = os.getloadavg()[0]
@@ -284,13 +334,14 @@ def main() -> None:
         flat = Path(tmp) / "flat"
         how = flat_folder(args.data, flat, args.images)
         large = run_child("ours", flat, args.batch_size, args.workers)
+    full_size = measure_full_size(args) if args.full_size else {}
 
     def ratio(a: str, b: str) -> float:
         values = [r[a]["images_per_s"] / r[b]["images_per_s"] for r in rounds]
         return round(statistics.median(values), 2)
 
     save(
-        "batch_inference",
+        args.name,
         {
             "data": str(args.data),
             "model": f"{BACKBONE} at {IMAGE_SIZE} px, untrained (weights do not change speed)",
@@ -301,6 +352,7 @@ def main() -> None:
             "profile_ms_per_image": profile,
             "scaling_worker_processes": scaling,
             "score_images_flat_folder": {"files": f"{args.images} ({how})", **large},
+            "full_size_jpegs": full_size,
             "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "ratio_ours_vs_seed": ratio("ours", "seed"),
             "ratio_ours_vs_baseline": ratio("ours", "baseline"),
