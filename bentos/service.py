@@ -1,11 +1,12 @@
 """BentoML service: POST /predict, /predict_batch and /explain for chest X-rays.
 
-Two classes, one process each: ``PneumoniaClassifier`` is the public API (checks uploads,
-applies the shared preprocessing, answers with the evaluation threshold); the model runs
-in ``PneumoniaModel``, whose ``predict`` is batchable, so concurrent requests are grouped
-into one model call by BentoML's adaptive batching (batching happens at a service
-boundary). The model is the tag in ``XRAY_MODEL_TAG``, else the one a built Bento was
-built for (``model_tag.txt``). The service imports the core (``xray``) only, never ZenML:
+One class, one process: ``PneumoniaClassifier`` checks uploads, applies the shared
+preprocessing, runs the Keras model and answers with the evaluation threshold. Concurrent
+requests share forward passes: a request's images join a queue, and each pass takes every
+image waiting (up to ``XRAY_MAX_BATCH`` images), so under load the model runs in batches
+while a lone request is never made to wait for company (:class:`ForwardBatcher`). The
+model is the tag in ``XRAY_MODEL_TAG``, else the one a built Bento was built for
+(``model_tag.txt``). The service imports the core (``xray``) only, never ZenML:
 ``python -m application.serve`` resolves the ``production`` version (importing its Bento
 from the artifact store when this machine does not have it) and starts ``bentoml serve``
 with ``XRAY_MODEL_TAG`` set.
@@ -48,7 +49,8 @@ from xray.logic.constants import CLASS_NAMES, GUARD_FILE  # noqa: E402
 from xray.ml.guard import Verdict, withholds_label  # noqa: E402
 from xray.ml.serving import (  # noqa: E402
     DISCLAIMER,
-    Explanation,
+    ForwardBatcher,
+    Overloaded,
     RequestError,
     decode_upload,
     guard_mode,
@@ -221,67 +223,44 @@ class UploadSizeLimit:
         await self.app(scope, limited_receive, guarded_send)
 
 
-@bentoml.service(workers=1, traffic={"timeout": 60, "concurrency": 128})
-class PneumoniaModel:
-    """Runs the Keras model; ``predict`` is batched adaptively across requests."""
+def _load_models(bento_model: Any) -> dict[str, Any]:
+    """The production model (with its guard's embedding output) and the challenger, as
+    traced forward functions, warmed up before the first request."""
+    import tensorflow as tf
 
-    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    from xray.ml.guard import embedding_model
+    from xray.ml.model import load_model, model_image_size
 
-    def __init__(self) -> None:
-        import tensorflow as tf
+    model = load_model(bento_model.path_of("model.keras"))
+    guard = load_guard(bento_model.path_of(GUARD_FILE)) if guard_mode() != "off" else None
+    size = model_image_size(model)
+    spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
+    if guard is not None:  # with XRAY_GUARD_MODE=off no embedding is computed at all
+        twin = embedding_model(model, guard.embedding_layer)
+        traced = tf.function(lambda x: twin(x, training=False), input_signature=[spec])
+    else:
+        traced = tf.function(lambda x: (model(x, training=False), None), input_signature=[spec])
 
-        from xray.ml.guard import embedding_model
-        from xray.ml.model import load_model, model_image_size
-
-        self.model = load_model(self.bento_model.path_of("model.keras"))
-        # With XRAY_GUARD_MODE=off no embedding is computed at all.
-        guard_file = self.bento_model.path_of(GUARD_FILE)
-        self.guard = load_guard(guard_file) if guard_mode() != "off" else None
-        size = model_image_size(self.model)
-        spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
-        if self.guard is not None:
-            twin = embedding_model(self.model, self.guard.embedding_layer)
-            self._forward = tf.function(lambda x: twin(x, training=False), input_signature=[spec])
-        else:
-            self._forward = tf.function(
-                lambda x: (self.model(x, training=False), None), input_signature=[spec]
-            )
-        self._forward(np.zeros((1, size, size, 3), np.uint8))  # trace once, before traffic
-        self._challenger = None
-        if CHALLENGER_TAG:  # the challenger resizes production's input itself
-            challenger = load_model(bentoml.models.get(CHALLENGER_TAG).path_of("model.keras"))
-            self._challenger = tf.function(
-                lambda x: challenger(x, training=False), input_signature=[spec]
-            )
-            self._challenger(np.zeros((1, size, size, 3), np.uint8))
-
-    # max_latency_ms bounds how long a request may wait for its batch; BentoML answers
-    # 503 when it predicts that bound cannot be met, so it is set for a busy 2-core box.
-    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=3000)
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """``[N, 2]`` for prepared images ``[N, S, S, 3]`` uint8: P(PNEUMONIA) and the
-        guard's embedding distance (NaN when the model has no guard)."""
-        probabilities, embeddings = self._forward(images)
+    def forward(images: np.ndarray) -> np.ndarray:
+        """``[N, 2]``: P(PNEUMONIA) and the guard's embedding distance (NaN: no guard)."""
+        probabilities, embeddings = traced(images)
         p = np.asarray(probabilities).reshape(-1)
-        if self.guard is None or embeddings is None:
+        if guard is None or embeddings is None:
             return np.column_stack([p, np.full_like(p, np.nan)])
-        return np.column_stack([p, self.guard.distances(np.asarray(embeddings))])
+        return np.column_stack([p, guard.distances(np.asarray(embeddings))])
 
-    @bentoml.api(batchable=True, max_batch_size=32, max_latency_ms=30000)
-    def predict_challenger(self, images: np.ndarray) -> np.ndarray:
-        """``[N]`` P(PNEUMONIA) of the challenger (``XRAY_CHALLENGER_TAG``) for the same
-        prepared images as :meth:`predict`."""
-        if self._challenger is None:
-            raise RuntimeError("no challenger is loaded (XRAY_CHALLENGER_TAG is not set)")
-        return np.asarray(self._challenger(images)).reshape(-1)
+    forward(np.zeros((1, size, size, 3), np.uint8))  # trace once, before traffic
+    loaded: dict[str, Any] = {"model": model, "forward": forward, "challenger": None}
+    if CHALLENGER_TAG:  # the challenger scores production's prepared input
+        challenger = load_model(bentoml.models.get(CHALLENGER_TAG).path_of("model.keras"))
+        shadow = tf.function(lambda x: challenger(x, training=False), input_signature=[spec])
 
-    @bentoml.api
-    def explain(self, image: np.ndarray) -> Explanation:
-        """Grad-CAM map of one prepared image ``[S, S, 3]`` uint8, and P(PNEUMONIA)."""
-        from xray.ml.gradcam import gradcam
+        def challenge(images: np.ndarray) -> np.ndarray:
+            return np.asarray(shadow(images)).reshape(-1, 1)
 
-        heatmap, probability = gradcam(self.model, image)
-        return Explanation.of(heatmap, probability)
+        challenge(np.zeros((1, size, size, 3), np.uint8))
+        loaded["challenger"] = challenge
+    return loaded
 
 
 @bentoml.service(workers=1, traffic={"timeout": 60, "concurrency": 128})
@@ -290,9 +269,18 @@ class PneumoniaClassifier:
     an ``inference_id`` to send ground truth to ``/feedback`` with."""
 
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
-    model = bentoml.depends(PneumoniaModel)
 
     def __init__(self) -> None:
+        loaded = _load_models(self.bento_model)
+        self.keras_model = loaded["model"]
+        max_batch = int(os.environ.get("XRAY_MAX_BATCH", 32))
+        max_queue = int(os.environ.get("XRAY_MAX_QUEUE", 512))
+        self._forward = ForwardBatcher(loaded["forward"], max_batch, max_queue)
+        self._challenge = (
+            ForwardBatcher(loaded["challenger"], max_batch, max_queue)
+            if loaded["challenger"] is not None
+            else None
+        )
         info = self.bento_model.info
         self.threshold = float(info.metadata["threshold"])
         self.image_size = int(info.metadata["image_size"])
@@ -356,31 +344,15 @@ class PneumoniaClassifier:
             body["inference_id"] = headers[ID_HEADER] = inference_id
         return JSONResponse(body, status_code=error.status, headers=headers)
 
-    async def _call(self, method: Any, *args: Any) -> Any:
-        """Calls the model service, retrying a dropped keep-alive connection twice (under
-        bursts the dependency's server may close an idle pooled connection)."""
-        import aiohttp
-
-        for attempt in range(3):
-            try:
-                return await method(*args)
-            except aiohttp.ClientConnectionError:
-                if attempt == 2:
-                    raise
-                await asyncio.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
-
     def _failed(self, exc: Exception) -> JSONResponse:
-        """503 with Retry-After only when the model service is unreachable, overloaded or
-        too slow; any other failure is a 500 (a bug to fix, not a reason to retry)."""
-        import aiohttp
-        from bentoml.exceptions import ServiceUnavailable
-
-        if isinstance(exc, aiohttp.ClientConnectionError | TimeoutError | ServiceUnavailable):
-            logger.warning("Model service unavailable: %r", exc)
-            body = RequestError(503, "the model is busy or restarting; retry shortly").body()
+        """503 with Retry-After only when the model is overloaded (``XRAY_MAX_QUEUE``
+        images already wait); any other failure is a 500 (a bug to fix, not a reason to
+        retry)."""
+        if isinstance(exc, Overloaded | TimeoutError):
+            logger.warning("Model overloaded: %s", exc)
+            body = RequestError(503, "the model is busy; retry shortly").body()
             return JSONResponse(body, status_code=503, headers={**HEADERS, "Retry-After": "1"})
-        logger.error("Model service call failed", exc_info=exc)
+        logger.error("Model call failed", exc_info=exc)
         body = RequestError(
             500, "internal error while running the model (see the server log)"
         ).body()
@@ -398,7 +370,7 @@ class PneumoniaClassifier:
         """
         batch = np.stack(pixels)
         try:
-            out = await self._call(self.model.to_async.predict, batch)
+            out = await self._forward(batch)
         except Exception as exc:  # noqa: BLE001 - mapped to 503 or 500 by _failed
             return self._failed(exc)
         out = np.asarray(out).reshape(-1, 2)
@@ -433,7 +405,7 @@ class PneumoniaClassifier:
             self.log.record(records)
             if self.image_days is not None:
                 await asyncio.to_thread(_save_images, ids, pixels, self.image_days)
-        if CHALLENGER_TAG:
+        if self._challenge is not None:
             task = asyncio.create_task(self._shadow(records, batch))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -443,7 +415,7 @@ class PneumoniaClassifier:
         """Scores the answered images with the challenger, after the answer, and logs its
         answers under the same ids (role ``challenger``)."""
         try:
-            p = np.asarray(await self._call(self.model.to_async.predict_challenger, batch))
+            p = np.asarray(await self._challenge(batch))  # type: ignore[misc]
         except Exception:  # noqa: BLE001 - a failing challenger never affects production
             logger.exception("Shadow scoring by challenger %s failed", CHALLENGER_TAG)
             return
@@ -579,7 +551,7 @@ class PneumoniaClassifier:
     @bentoml.api(route="/explain")
     async def explain(self, image: Path) -> Any:
         """Grad-CAM overlay (PNG) of one image; P(PNEUMONIA) in the X-Probability header."""
-        from xray.ml.gradcam import overlay_png
+        from xray.ml.gradcam import gradcam, overlay_png
 
         try:
             pixels, _ = await self._prepare(image, "image")
@@ -587,18 +559,17 @@ class PneumoniaClassifier:
             return self._error(error)
         try:
             if self.mode == "refuse" and self.guard is not None:
-                out = np.asarray(await self._call(self.model.to_async.predict, pixels[None]))
+                out = np.asarray(await self._forward(pixels[None]))
                 (verdict,) = await self._verdicts([pixels], out.reshape(-1, 2)[:, 1])
                 if withholds_label(verdict, self.mode):
                     return self._error(refusal(verdict))
-            answer = await self._call(self.model.to_async.explain, pixels)
+            heatmap, probability = await asyncio.to_thread(gradcam, self.keras_model, pixels)
         except Exception as exc:  # noqa: BLE001
             return self._failed(exc)
-        explanation = Explanation.received(answer)
-        png = await asyncio.to_thread(overlay_png, pixels, explanation.array())
+        png = await asyncio.to_thread(overlay_png, pixels, heatmap)
         headers = {
             **HEADERS,
-            "X-Probability": f"{explanation.probability:.6f}",
+            "X-Probability": f"{probability:.6f}",
             "X-Disclaimer-Full": DISCLAIMER,
         }
         return Response(png, media_type="image/png", headers=headers)

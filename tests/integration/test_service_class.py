@@ -104,12 +104,11 @@ def test_http_through_the_asgi_app(service, monkeypatch: pytest.MonkeyPatch) -> 
         assert batch.status_code == 200 and len(batch.json()) == 2
 
 
-def test_only_unreachable_or_slow_model_gets_503(service) -> None:
-    import aiohttp
-    from bentoml.exceptions import ServiceUnavailable
+def test_only_an_overloaded_model_gets_503(service) -> None:
+    from xray.ml.serving import Overloaded
 
     classifier, _, _ = service
-    for exc in (aiohttp.ClientConnectionError("refused"), TimeoutError(), ServiceUnavailable("x")):
+    for exc in (Overloaded("600 images wait"), TimeoutError()):
         response = classifier._failed(exc)
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
     bug = classifier._failed(ValueError("shapes do not match"))
@@ -124,7 +123,7 @@ def test_model_failure_is_a_500_through_predict(service, tmp_path: Path, monkeyp
     async def broken(*_: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(classifier, "_call", broken)
+    monkeypatch.setattr(classifier, "_forward", broken)
     data = encode(synthetic_pixels(1, 70, np.random.default_rng(0)))
     response = asyncio.run(classifier.predict(_file(tmp_path, data)))
     assert response.status_code == 500

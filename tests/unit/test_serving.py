@@ -96,3 +96,47 @@ def test_decode_upload_reads_dicom_and_refuses_multi_frame() -> None:
         decode_upload(encode_dicom(pixels, frames=2), 48, "images[3]")
     assert error.value.status == 400 and "images[3]" in error.value.message
     assert "multi-frame" in error.value.message
+
+
+def test_the_forward_batcher_shares_passes_and_returns_each_request_its_rows() -> None:
+    """Concurrent requests share forward passes (at most max_batch images each); every
+    request gets exactly its own rows; a failing pass fails the requests in it only; a
+    full queue is refused (the service answers 503)."""
+    import asyncio
+    import threading
+
+    from xray.ml.serving import ForwardBatcher, Overloaded
+
+    passes: list[int] = []
+    gate = threading.Event()
+
+    def forward(images: np.ndarray) -> np.ndarray:
+        gate.wait(5)  # the first pass holds until every request is queued
+        passes.append(len(images))
+        if (images == 99).any():
+            raise ValueError("a bad batch")
+        return images.reshape(len(images), -1)[:, :1].astype(float) * 2
+
+    batcher = ForwardBatcher(forward, max_batch=4, max_queue=9)
+
+    async def scenario() -> None:
+        requests = [np.full((n, 2, 2, 3), i, np.uint8) for i, n in enumerate([1, 2, 1, 3, 1])]
+        tasks = [asyncio.create_task(batcher(r)) for r in requests]
+        await asyncio.sleep(0.05)
+        # the first pass took 4 images (1 + 2 + 1) and holds; 4 wait, 6 more would be 10 > 9
+        with pytest.raises(Overloaded):
+            await batcher(np.zeros((6, 2, 2, 3), np.uint8))
+        gate.set()
+        answers = await asyncio.gather(*tasks)
+        for i, (request, rows) in enumerate(zip(requests, answers, strict=True)):
+            assert rows.shape == (len(request), 1) and (rows == 2 * i).all()
+        assert passes == [4, 4]  # five requests, two shared passes of at most max_batch
+        bad, good = np.full((1, 2, 2, 3), 99, np.uint8), np.full((1, 2, 2, 3), 5, np.uint8)
+        with pytest.raises(ValueError, match="a bad batch"):
+            await batcher(bad)
+        assert (await batcher(good) == 10).all()  # the batcher outlives a failed pass
+
+    asyncio.run(scenario())
+    passes.clear()
+    gate.clear()
+    asyncio.run(scenario())  # the same batcher on a new event loop (each asyncio.run)

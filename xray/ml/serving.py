@@ -5,6 +5,7 @@ service accepts"): 413 for a body or file over the size limit or too many files,
 anything that is not a usable image, 422 for an image the input guard refuses.
 """
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -194,3 +195,79 @@ class Explanation(BaseModel):
     def array(self) -> np.ndarray:
         """The heatmap as a float32 array."""
         return np.asarray(self.heatmap, dtype=np.float32)
+
+
+class Overloaded(RuntimeError):
+    """More images wait for the model than ``XRAY_MAX_QUEUE``: the caller should retry."""
+
+
+class ForwardBatcher:
+    """Shares forward passes between concurrent requests, in this process.
+
+    :meth:`__call__` queues a request's images and waits for its rows of the output.
+    One task runs the passes: each takes every image waiting (at most ``max_batch``)
+    and runs ``forward`` in a thread, so the event loop keeps accepting requests
+    meanwhile. There is no timer: a pass starts as soon as the previous one ends, so a
+    lone request goes straight through and, under load, the images that arrived during
+    one pass make the next batch. This replaces BentoML's adaptive batching, which
+    batches only across a service boundary: a second process and an HTTP hop per
+    request (``benchmarks/serving.py`` measures both).
+
+    Args:
+        forward: ``[N, S, S, 3]`` uint8 -> ``[N, K]`` outputs (runs in a worker thread).
+        max_batch: Most images per forward pass.
+        max_queue: Most images waiting; more raise :class:`Overloaded` (a 503).
+    """
+
+    def __init__(self, forward: Any, max_batch: int = 32, max_queue: int = 512) -> None:
+        self.forward = forward
+        self.max_batch = max(1, max_batch)
+        self.max_queue = max(1, max_queue)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._queued = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+
+    async def __call__(self, images: np.ndarray) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # first call, or a new event loop (tests)
+            self._loop, self._waiting, self._queued = loop, [], 0
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run())
+        if self._queued + len(images) > self.max_queue:
+            raise Overloaded(f"{self._queued} images wait for the model")
+        future = loop.create_future()
+        self._waiting.append((images, future))
+        self._queued += len(images)
+        self._wake.set()  # type: ignore[union-attr]
+        return await future
+
+    async def _run(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            await wake.wait()
+            wake.clear()
+            while self._waiting:
+                taken, count = [], 0
+                while self._waiting and (
+                    not taken or count + len(self._waiting[0][0]) <= self.max_batch
+                ):
+                    item = self._waiting.pop(0)
+                    taken.append(item)
+                    count += len(item[0])
+                self._queued -= count
+                batch = np.concatenate([images for images, _ in taken])
+                try:
+                    out = await asyncio.to_thread(self.forward, batch)
+                except Exception as exc:  # noqa: BLE001 - each waiting request gets it
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                offset = 0
+                for images, future in taken:
+                    if not future.done():
+                        future.set_result(out[offset : offset + len(images)])
+                    offset += len(images)
