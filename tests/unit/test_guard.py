@@ -94,3 +94,12 @@ def test_embeddings_come_from_the_models_pool_layer() -> None:
     assert len(features) == 4 and embeddings.shape == (4, 256)
     expected = np.asarray(model(batch, training=False)).reshape(-1)
     assert np.allclose(probabilities, expected, atol=1e-5)
+
+
+def test_colourfulness_is_the_mean_channel_spread() -> None:
+    rng = np.random.default_rng(4)
+    colour = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    expected = (colour.max(axis=2).astype(int) - colour.min(axis=2)).mean()
+    assert image_features(colour)["colourfulness"] == pytest.approx(expected, abs=1e-12)
+    gray = np.repeat(colour[:, :, :1], 3, axis=2)
+    assert image_features(gray)["colourfulness"] == 0.0

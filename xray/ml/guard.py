@@ -49,7 +49,10 @@ def image_features(pixels: np.ndarray) -> dict[str, float]:
     """What the guard measures on one prepared image (``[S, S, 3]`` uint8): its
     ``colourfulness`` (mean over pixels of the largest minus the smallest channel)."""
     wide = np.asarray(pixels, dtype=np.int16)
-    spread = wide.max(axis=2) - wide.min(axis=2)
+    red, green, blue = wide[..., 0], wide[..., 1], wide[..., 2]
+    # Element-wise over the three planes: the same numbers as max/min along the channel
+    # axis, about 10 times faster (NumPy reduces a length-3 last axis slowly).
+    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)
     return {"colourfulness": float(spread.mean())}
 
 
