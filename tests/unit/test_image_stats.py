@@ -67,3 +67,11 @@ def test_statistics_table(kaggle_tree) -> None:
         "PNEUMONIA",
     }
     assert table[list(DRIFT_COLUMNS)].notna().all().all()
+
+
+def test_sharpness_is_the_laplacian_variance_exactly() -> None:
+    """Integer arithmetic (the fast path) gives the float Laplacian's variance exactly."""
+    gray = np.random.default_rng(7).integers(0, 256, (64, 80), dtype=np.uint8)
+    x = gray.astype(np.float64)
+    laplacian = x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:] - 4 * x[1:-1, 1:-1]
+    assert pixel_statistics(gray)["sharpness"] == pytest.approx(laplacian.var(), rel=1e-6)

@@ -70,8 +70,10 @@ def pixel_statistics(gray: np.ndarray) -> dict[str, float]:
         return float(np.searchsorted(cdf, q / 100.0 - 1e-12))
 
     nonzero = p[p > 0]
-    x = gray.astype(np.float32)
-    laplacian = x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:] - 4.0 * x[1:-1, 1:-1]
+    x = gray.astype(np.int16)  # exact: the Laplacian of 8-bit pixels lies in [-1020, 1020]
+    laplacian = (
+        x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:] - 4 * x[1:-1, 1:-1]
+    ).astype(np.float32)
     return {
         "mean": mean,
         "std": std,
