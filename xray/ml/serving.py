@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from xray.io.images import MAX_PIXELS, ImageError
 from xray.logic.constants import CLASS_NAMES
@@ -168,33 +167,6 @@ def answer(probability: float, threshold: float, model_version: str) -> dict[str
         "model_version": model_version,
         "disclaimer": DISCLAIMER,
     }
-
-
-class Explanation(BaseModel):
-    """What the model service's ``explain`` answers: a Grad-CAM map and P(PNEUMONIA)."""
-
-    heatmap: list[list[float]] = Field(
-        description="class activation map in [0, 1], rows x columns at the backbone's "
-        "spatial resolution"
-    )
-    probability: float = Field(description="P(PNEUMONIA) of the image")
-
-    @classmethod
-    def of(cls, heatmap: np.ndarray, probability: float) -> "Explanation":
-        """From :func:`xray.ml.gradcam.gradcam`'s result."""
-        return cls(heatmap=np.asarray(heatmap, np.float64).tolist(), probability=probability)
-
-    @classmethod
-    def received(cls, answer: Any) -> "Explanation":
-        """From what a service client returns (this model, another pydantic model, or a
-        dict, depending on the transport)."""
-        if isinstance(answer, cls):
-            return answer
-        return cls.model_validate(answer.model_dump() if isinstance(answer, BaseModel) else answer)
-
-    def array(self) -> np.ndarray:
-        """The heatmap as a float32 array."""
-        return np.asarray(self.heatmap, dtype=np.float32)
 
 
 class Overloaded(RuntimeError):
