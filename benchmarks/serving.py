@@ -18,7 +18,6 @@ import collections
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ from pathlib import Path
 
 from batch_inference import BASELINE_REV, baseline_tree
 from common import PROJECT_ROOT, SHARED, save
+
+from stacks.emulators import stop_group
 
 LOAD = SHARED / "bench" / "load.py"
 BASELINE = SHARED / "bench" / "seed_fastapi_baseline.py"
@@ -96,14 +97,6 @@ def load(url: str, images: Path, field: str, concurrency: int, repeat: int) -> d
     p50, p90, p99 = map(float, re.search(r"p50 (\d+) p90 (\d+) p99 (\d+)", out).groups())
     status = re.search(r"status (.*)", out).group(1)
     return {"rps": rps, "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "status": status}
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 RUNS = ((1, 1), (16, 3))
@@ -199,7 +192,7 @@ def measure(
             result["profile_c16"] = profile_under_load(server.pid, url, images, field)
         return result
     finally:
-        stop(server)
+        stop_group(server)
 
 
 def main() -> None:

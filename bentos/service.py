@@ -308,11 +308,13 @@ class PneumoniaClassifier:
             self.challenger_threshold = float(challenger.metadata["threshold"])
         self._background: set[asyncio.Task] = set()
 
-    async def _prepare(self, path: Path, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    async def _prepare(
+        self, path: Path, name: str, describe: bool = True
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reads and decodes one upload, once, in a thread (never on the event loop), at
         most ``XRAY_DECODE_CONCURRENCY`` at a time: the model input, and the drift
-        statistics for the log (empty when the log is off)."""
-        logged = self.log is not None
+        statistics for the log (empty when the log is off or ``describe`` is False)."""
+        logged = describe and self.log is not None
 
         def prepare() -> tuple[np.ndarray, dict[str, Any]]:
             data = Path(path).read_bytes()
@@ -554,7 +556,7 @@ class PneumoniaClassifier:
         from xray.ml.gradcam import gradcam, overlay_png
 
         try:
-            pixels, _ = await self._prepare(image, "image")
+            pixels, _ = await self._prepare(image, "image", describe=False)  # not logged
         except RequestError as error:
             return self._error(error)
         try:

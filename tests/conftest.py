@@ -29,7 +29,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
@@ -93,6 +92,7 @@ def bento_server(
     (which resolves the production version, then becomes ``bentoml serve``); ``extra``
     are more options of the command."""
     from application.serve import wait_until_ready
+    from stacks.emulators import stop_group
 
     port = free_port()
     address = ["--host", "127.0.0.1", "--port", str(port)]
@@ -117,12 +117,7 @@ def bento_server(
                 )
             yield url
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            stop_group(process, 30)
 
 
 CONTAINER_BASE_IMAGE = os.environ.get("XRAY_SERVING_BASE_IMAGE") or "xray-python:3.11-bookworm"

@@ -22,14 +22,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from xray.io.image_stats import (
-    ANALYSIS_SIZE,
-    CATEGORICAL_COLUMNS,
-    DRIFT_COLUMNS,
-    ID_COLUMNS,
-    decoded_statistics,
-    image_statistics,
-)
+from xray.io.image_stats import CATEGORICAL_COLUMNS, DRIFT_COLUMNS, ID_COLUMNS
 from xray.io.images import MAX_PIXELS, ImageError
 from xray.io.layout import (
     EXTENSIONS_TEXT,
@@ -46,7 +39,7 @@ from xray.logic.metrics import classification_metrics
 from xray.logic.patients import patient_id_or_file
 from xray.logic.records import InferenceSummary
 from xray.ml.guard import InputGuard, Verdict, withholds_label
-from xray.ml.preprocessing import decode_for_model, draft_side, resize_pixels
+from xray.ml.preprocessing import decode_and_describe, resize_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +173,7 @@ def _examine(
     except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
         return f"cannot read file: {exc}"
     try:
-        decoded = decode_for_model(data, image_size, max_pixels)
-        if draft_side(image_size) == ANALYSIS_SIZE:  # the statistics' own decode
-            statistics = decoded_statistics(decoded, data)
-        else:
-            statistics = image_statistics(data)
+        decoded, statistics = decode_and_describe(data, image_size, max_pixels)
         statistics["patient"] = decoded.info.patient  # a DICOM's hashed PatientID, or None
         pixels = resize_pixels(decoded, image_size)
     except ImageError as exc:
@@ -267,8 +256,8 @@ def score_images(
     """Scores images streaming, ``batch_size`` at a time, with the model's decision threshold.
 
     While the model runs on one batch, the thread pool reads, checks and decodes each
-    file of the next one once (:func:`xray.ml.preprocessing.decode_for_model`), then
-    describes (:func:`xray.io.image_stats.decoded_statistics`) and resizes
+    file of the next one once and describes it
+    (:func:`xray.ml.preprocessing.decode_and_describe`), then resizes
     (:func:`xray.ml.preprocessing.resize_pixels`) what it decoded. A file's bytes live
     only while its thread works on it; at most two batches of decoded images are held.
     Unusable files are skipped with the reason; the run goes on.
@@ -382,23 +371,18 @@ def merge_results(parts: Sequence[InferenceResult]) -> InferenceResult:
 _WORKER_MODEL: list[Any] = []
 
 
-def _start_worker(model_file: bytes, threads: int) -> None:
+def _start_worker(model_file: bytes, image_size: int, threads: int) -> None:
     """A scoring process: its share of the cores, then the model, loaded once."""
     import os
-    import tempfile
-    from pathlib import Path
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from xray.ml.model import load_model
+    from xray.ml.model import KerasModelFile
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        path.write_bytes(model_file)
-        _WORKER_MODEL[:] = [load_model(str(path))]
+    _WORKER_MODEL[:] = [KerasModelFile(data=model_file, image_size=image_size).load()]
 
 
 def _score_in_worker(files: list[InputImage], kwargs: dict[str, Any]) -> InferenceResult:
@@ -465,7 +449,10 @@ def score_in_processes(
     done = 0
     context = multiprocessing.get_context("spawn")  # no forked TensorFlow state
     with ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_start_worker, initargs=(model_file, threads)
+        processes,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(model_file, image_size, threads),
     ) as pool:
         futures = [
             pool.submit(_score_in_worker, part, {**settings, "guard": guard_dict})
@@ -548,7 +535,7 @@ def merge_shards(
     )
     skipped = [SkippedFile(f["file"], f["reason"]) for s in summaries for f in s.skipped]
     summary = summarize(
-        InferenceResult(merged.predictions, merged.statistics),
+        merged,
         first.source,
         first.layout,
         first.threshold,

@@ -69,6 +69,26 @@ def decode_for_model(
     return decode_image(_bytes(data), max_pixels=limit, draft=draft_side(image_size))
 
 
+def decode_and_describe(
+    data: bytes, image_size: int, max_pixels: int | None = None
+) -> tuple["DecodedImage", dict[str, float | int | str]]:
+    """The one decode of a file for the model (:func:`decode_for_model`) and its drift
+    statistics, exactly as the training reference computes them
+    (:func:`xray.io.image_stats.image_statistics`): from that same decode when its JPEG
+    scale is the statistics' own (a model input up to ``ANALYSIS_SIZE``), else from a
+    second decode at the statistics' scale.
+
+    Raises:
+        xray.io.images.ImageError: For a file that is not a usable image.
+    """
+    from xray.io.image_stats import ANALYSIS_SIZE, decoded_statistics, image_statistics
+
+    decoded = decode_for_model(data, image_size, max_pixels)
+    if draft_side(image_size) == ANALYSIS_SIZE:
+        return decoded, decoded_statistics(decoded, data)
+    return decoded, image_statistics(data)
+
+
 def resize_pixels(pixels: "np.ndarray | DecodedImage", image_size: int) -> np.ndarray:
     """Resizes decoded pixels to the model's input: ``[S, S, 3]`` uint8.
 

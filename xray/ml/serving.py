@@ -7,6 +7,7 @@ anything that is not a usable image, 422 for an image the input guard refuses.
 
 import asyncio
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,39 +92,27 @@ def prepare_upload(
     statistics: bool = False,
 ) -> tuple[np.ndarray, dict[str, float | int | str] | None]:
     """The model input for one upload (:func:`decode_upload`) and, with ``statistics``,
-    what the prediction log keeps of it (:func:`served_statistics`), from one decode.
+    what the prediction log keeps of it: the drift statistics, computed exactly as for
+    the training reference, from the same decode and without the file's hash
+    (:func:`xray.ml.preprocessing.decode_and_describe`).
 
     Raises:
         RequestError: 413 for a file over the size limit; 400 for an empty, non-image,
             truncated, tiny, bomb or multi-frame file, or one that cannot be decoded.
     """
-    from xray.io.image_stats import ANALYSIS_SIZE, decoded_statistics
-    from xray.ml.preprocessing import decode_for_model, draft_side, resize_pixels
+    from xray.ml.preprocessing import decode_and_describe, decode_for_model, resize_pixels
 
     check_size(data, name, max_bytes)
+    described = None
     try:
-        decoded = decode_for_model(data, image_size, MAX_PIXELS)
+        if statistics:
+            decoded, described = decode_and_describe(data, image_size, MAX_PIXELS)
+            described.pop("sha256", None)  # it would let a record be matched to a file
+        else:
+            decoded = decode_for_model(data, image_size, MAX_PIXELS)
     except ImageError as exc:
         raise RequestError(400, f"'{name}' cannot be used: {exc}") from None
-    described = None
-    if statistics:
-        if draft_side(image_size) == ANALYSIS_SIZE:  # the statistics' own decode
-            described = decoded_statistics(decoded, data)
-            described.pop("sha256", None)
-        else:
-            described = served_statistics(data)
     return resize_pixels(decoded, image_size), described
-
-
-def served_statistics(data: bytes) -> dict[str, float | int | str]:
-    """What the prediction log keeps of an uploaded file: the drift statistics, computed
-    exactly as for the training reference (:func:`xray.io.image_stats.image_statistics`),
-    without the file's hash (it would let records be matched to a file)."""
-    from xray.io.image_stats import image_statistics
-
-    statistics = image_statistics(data)
-    statistics.pop("sha256", None)
-    return statistics
 
 
 def refusal(verdict: Verdict, name: str = "image") -> RequestError:
@@ -196,7 +185,7 @@ class ForwardBatcher:
         self.max_batch = max(1, max_batch)
         self.max_queue = max(1, max_queue)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiting: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._waiting: deque[tuple[np.ndarray, asyncio.Future]] = deque()
         self._queued = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -204,7 +193,7 @@ class ForwardBatcher:
     async def __call__(self, images: np.ndarray) -> np.ndarray:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # first call, or a new event loop (tests)
-            self._loop, self._waiting, self._queued = loop, [], 0
+            self._loop, self._waiting, self._queued = loop, deque(), 0
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._run())
         if self._queued + len(images) > self.max_queue:
@@ -226,7 +215,7 @@ class ForwardBatcher:
                 while self._waiting and (
                     not taken or count + len(self._waiting[0][0]) <= self.max_batch
                 ):
-                    item = self._waiting.pop(0)
+                    item = self._waiting.popleft()
                     taken.append(item)
                     count += len(item[0])
                 self._queued -= count
