@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from synthetic import encode, synthetic_pixels
-from xray.ml.preprocessing import decode_pixels, make_dataset, prepare_image
+from xray.io.images import decode_image
+from xray.ml.preprocessing import make_dataset, prepare_image
 
 RNG = np.random.default_rng(0)
 
@@ -13,7 +14,7 @@ RNG = np.random.default_rng(0)
 )
 def test_decodes_every_accepted_variant_to_rgb_uint8(fmt: str, mode: str) -> None:
     pixels = synthetic_pixels(1, 50, RNG)
-    image = decode_pixels(encode(pixels, fmt, mode))
+    image = decode_image(encode(pixels, fmt, mode)).pixels
     assert image.shape == (50, 50, 3) and image.dtype == np.uint8
     if fmt == "PNG" and mode == "L":
         assert np.array_equal(image[..., 0], pixels)  # lossless
@@ -60,7 +61,7 @@ def test_a_large_jpeg_is_decoded_once_at_a_reduced_scale_for_the_model() -> None
     decoded = decode_for_model(data, 224)
     assert draft_side(224) <= min(decoded.pixels.shape[:2]) < 1200 / 2  # 1/4 scale, not full
     assert decoded.info.width == 1400  # what the file says, not the decoded size
-    full = resize_pixels(decode_pixels(data), 224).astype(int)
+    full = resize_pixels(decode_image(data).pixels, 224).astype(int)
     assert np.abs(prepare_image(data, 224).astype(int) - full).mean() < 1.0
     assert decoded_statistics(decoded, data) == image_statistics(data)  # one decode serves both
     assert draft_side(384) == 384  # a larger model input is decoded at least that large

@@ -19,26 +19,6 @@ if TYPE_CHECKING:
     from xray.io.images import DecodedImage
 
 
-def decode_pixels(data: "bytes | np.ndarray") -> np.ndarray:
-    """Decodes one file (JPEG, PNG or DICOM) to RGB uint8 at full size with the shared
-    decode.
-
-    Args:
-        data: The file content (bytes, or a NumPy bytes scalar as ``tf.numpy_function``
-            passes it).
-
-    Returns:
-        A ``[height, width, 3]`` uint8 array (:func:`xray.io.images.decode_image`: EXIF
-        orientation applied, 16-bit windowed, DICOM windowed and MONOCHROME1 inverted).
-
-    Raises:
-        xray.io.images.ImageError: For a file that is not a usable image.
-    """
-    from xray.io.images import decode_image
-
-    return decode_image(_bytes(data)).pixels
-
-
 def _bytes(data: "bytes | np.ndarray") -> bytes:
     return bytes(data.item() if isinstance(data, np.ndarray) else data)
 
