@@ -6,6 +6,7 @@ import pytest
 
 from xray.ml.model import (
     build_model,
+    fused_batch_normalization,
     load_model,
     model_image_size,
     pixel_scaling,
@@ -68,6 +69,64 @@ def test_keras_file_roundtrip(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         again.predict(x, verbose=0), built.model.predict(x, verbose=0), atol=1e-6
     )
+    norms = [layer for layer in again.get_layer("compact_cnn").layers if "_bn" in layer.name]
+    assert len(norms) == 9
+    assert {type(layer).__name__ for layer in norms} == {"FusedBatchNormalization"}
+
+
+def _twin_norms() -> tuple[keras.layers.Layer, keras.layers.Layer]:
+    rng = np.random.default_rng(3)
+    keras_bn = keras.layers.BatchNormalization(momentum=0.9)
+    fused = fused_batch_normalization(momentum=0.9, name="fused")
+    for layer in (keras_bn, fused):
+        layer.build((None, 6, 5, 4))
+    weights = [
+        rng.uniform(0.5, 2, 4),  # gamma
+        rng.normal(0, 1, 4),  # beta
+        rng.normal(0, 1, 4),  # moving mean
+        rng.uniform(0.5, 2, 4),  # moving variance
+    ]
+    keras_bn.set_weights([w.astype("float32") for w in weights])
+    fused.set_weights([w.astype("float32") for w in weights])
+    return keras_bn, fused
+
+
+def test_fused_batch_norm_trains_like_keras() -> None:
+    """The fused kernel (issue #18's training speed-up) is Keras' BatchNormalization in
+    arithmetic: the same outputs, moving statistics and gradients in training, the same
+    layer at inference."""
+    import tensorflow as tf
+
+    keras_bn, fused = _twin_norms()
+    x = tf.constant(np.random.default_rng(4).normal(3, 2, (3, 6, 5, 4)).astype("float32"))
+    results = []
+    for layer in (keras_bn, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.range(4, dtype=tf.float32)) + tf.reduce_sum(y**2)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append((y, grads, layer.moving_mean, layer.moving_variance))
+    (y1, g1, m1, v1), (y2, g2, m2, v2) = results
+    np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m2, m1, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(v2, v1, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g2, strict=True):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), a, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(m1, 0)  # the moving statistics did move
+    np.testing.assert_allclose(
+        fused(x, training=False), keras_bn(x, training=False), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_fused_batch_norm_falls_back_where_the_kernel_does_not_apply() -> None:
+    x = np.random.default_rng(5).normal(0, 1, (2, 6, 4)).astype("float32")  # 3-D input
+    layer = fused_batch_normalization(momentum=0.9, name="fused_3d")
+    reference = keras.layers.BatchNormalization(momentum=0.9)
+    np.testing.assert_allclose(
+        layer(x, training=True), reference(x, training=True), rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(layer.moving_variance, reference.moving_variance, rtol=1e-6)
 
 
 def test_unknown_backbone() -> None:
