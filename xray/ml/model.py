@@ -271,8 +271,7 @@ def _fused_batch_norm_layer() -> type:
                 tf.cast(self.moving_mean, tf.float32) * momentum + mean * (1.0 - momentum)
             )
             self.moving_variance.assign(
-                tf.cast(self.moving_variance, tf.float32) * momentum
-                + variance * (1.0 - momentum)
+                tf.cast(self.moving_variance, tf.float32) * momentum + variance * (1.0 - momentum)
             )
             return tf.cast(y, self.compute_dtype)
 
