@@ -7,6 +7,7 @@ import pytest
 from xray.ml.model import (
     build_model,
     fused_batch_normalization,
+    geometric_augmentation,
     load_model,
     model_image_size,
     pixel_scaling,
@@ -132,3 +133,68 @@ def test_fused_batch_norm_falls_back_where_the_kernel_does_not_apply() -> None:
 def test_unknown_backbone() -> None:
     with pytest.raises(ValueError, match="backbone"):
         build_model(backbone="resnet")
+
+
+def test_geometric_augmentation_is_the_three_keras_warps_in_one() -> None:
+    """One warp with the composed transform equals Keras' rotation, shift and zoom
+    applied one after another with the same draws (issue #18), checked on a linear
+    ramp, which bilinear interpolation reproduces exactly: the composition's order and
+    signs are right. Away from training it is the identity."""
+    import tensorflow as tf
+
+    layer = geometric_augmentation(seed=7)
+    side = 64
+    yy, xx = np.mgrid[0:side, 0:side].astype("float32")
+    ramp = np.stack([2 * xx + 3 * yy, 5 * xx - yy + 60, yy], axis=-1)
+    images = tf.constant(np.stack([ramp] * 4))
+    r, t, z, composed = layer.matrices(images)
+    sequential = images
+    for m in (r, t, z):
+        sequential = keras.ops.image.affine_transform(
+            sequential, m, interpolation="bilinear", fill_mode="constant", fill_value=0
+        )
+    once = keras.ops.image.affine_transform(
+        images, composed, interpolation="bilinear", fill_mode="constant", fill_value=0
+    )
+    inner = slice(side // 4, 3 * side // 4)  # inside the image at every intermediate step
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(once)[:, inner, inner],
+        keras.ops.convert_to_numpy(sequential)[:, inner, inner],
+        atol=2e-3,
+    )
+    assert not np.allclose(keras.ops.convert_to_numpy(once), ramp)  # it did move the images
+    assert len({tuple(np.round(row, 4)) for row in keras.ops.convert_to_numpy(composed)}) == 4
+    np.testing.assert_array_equal(layer(images, training=False), images)
+
+
+def test_geometric_augmentation_draws_like_the_keras_layers() -> None:
+    """The same seeds give the same rotation, shift and zoom as the three Keras layers
+    the model used before, so the augmentation's distribution is unchanged."""
+    import tensorflow as tf
+
+    images = tf.zeros((3, 32, 32, 3))
+    r, t, z, _ = geometric_augmentation(seed=11).matrices(images)
+    rotation = keras.layers.RandomRotation(0.04, fill_mode="constant", seed=11)
+    shift = keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=12)
+    zoom = keras.layers.RandomZoom(0.1, fill_mode="constant", seed=13)
+    np.testing.assert_allclose(
+        r, rotation.get_random_transformation(images)["rotation_matrix"], atol=1e-6
+    )
+    dx_dy = keras.ops.convert_to_numpy(shift.get_random_transformation(images)["translations"])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(t)[:, [2, 5]], -dx_dy, atol=1e-6)
+    assert np.all(np.abs(dx_dy) <= 0.05 * 32 + 1e-6)
+    zooms = keras.ops.convert_to_numpy(zoom.get_random_transformation(images)["height_zoom"])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(z)[:, 4], zooms.reshape(-1), atol=1e-6)
+
+
+def test_acquisition_augmentation_keeps_a_grey_image_grey() -> None:
+    """Its noise is one value per pixel in every channel, as the grey X-rays the model
+    serves have (R = G = B): a grey training image stays grey, yet it did change."""
+    from xray.ml.model import acquisition_augmentation
+
+    grey = np.random.default_rng(6).uniform(0, 255, (2, 40, 40, 1)).astype("float32")
+    images = np.repeat(grey, 3, axis=-1)
+    out = keras.ops.convert_to_numpy(acquisition_augmentation(seed=3)(images, training=True))
+    np.testing.assert_allclose(out[..., 1], out[..., 0], atol=1e-4)
+    np.testing.assert_allclose(out[..., 2], out[..., 0], atol=1e-4)
+    assert np.abs(out - images).mean() > 1.0
