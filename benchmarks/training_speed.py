@@ -16,7 +16,7 @@ Whether the metrics are unchanged is a separate, full run: ``benchmarks/full_dat
 that run's 95 % intervals).
 
 usage: python benchmarks/training_speed.py [DATA_DIR] [--train 1024] [--val 256]
-       [--epochs 3] [--rounds 2] [--baseline-rev REV]
+       [--epochs 3] [--rounds 2] [--baseline-rev REV] [--name RESULT]
 """
 
 import argparse
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument("--name", default="training_speed", help="results/<name>.json")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -115,7 +116,7 @@ def main() -> None:
         return round(statistics.median(r["ours"][key] / r["before"][key] for r in rounds), 2)
 
     save(
-        "training_speed",
+        args.name,
         {
             "data": str(args.data),
             "train_images": args.train,
