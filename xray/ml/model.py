@@ -253,12 +253,8 @@ def _geometric_augmentation_layer() -> type:
             **kwargs: Any,
         ) -> None:
             super().__init__(**kwargs)
-            self.rotation, self.translation, self.zoom, self.seed = (
-                rotation,
-                translation,
-                zoom,
-                seed,
-            )
+            self.rotation, self.translation = rotation, translation
+            self.zoom, self.seed = zoom, seed
             offset = (lambda i: None) if seed is None else (lambda i: seed + i)
             self._rotate = layers.RandomRotation(rotation, fill_mode="constant", seed=offset(0))
             self._shift = layers.RandomTranslation(
@@ -281,19 +277,13 @@ def _geometric_augmentation_layer() -> type:
             rotation = self._rotate.get_random_transformation(images, training=True)
             shift = self._shift.get_random_transformation(images, training=True)
             zoom = self._zoom.get_random_transformation(images, training=True)
+            # Each layer's own matrix, as its call would apply it (Keras is pinned in
+            # uv.lock; the unit tests compare these with the layers' draws).
             r = ops.cast(ops.reshape(rotation["rotation_matrix"], (n, 8)), "float32")
-            dx_dy = ops.cast(shift["translations"], "float32")
-            zeros, ones = ops.zeros((n, 1)), ops.ones((n, 1))
-            t = ops.concatenate(
-                [ones, zeros, -dx_dy[:, 0:1], zeros, ones, -dx_dy[:, 1:2], zeros, zeros], axis=1
-            )
-            zx = ops.cast(ops.reshape(zoom["width_zoom"], (n, 1)), "float32")
-            zy = ops.cast(ops.reshape(zoom["height_zoom"], (n, 1)), "float32")
-            cx = (ops.cast(width, "float32") - 1.0) / 2.0
-            cy = (ops.cast(height, "float32") - 1.0) / 2.0
-            z = ops.concatenate(
-                [zx, zeros, cx * (1.0 - zx), zeros, zy, cy * (1.0 - zy), zeros, zeros], axis=1
-            )
+            t = self._shift._get_translation_matrix(shift["translations"])
+            zooms = ops.concatenate([zoom["width_zoom"], zoom["height_zoom"]], axis=1)
+            z = self._zoom._get_zoom_matrix(ops.cast(zooms, "float32"), height, width)
+            ones = ops.ones((n, 1))
 
             def square(m: Any) -> Any:
                 return ops.reshape(ops.concatenate([m, ones], axis=1), (n, 3, 3))
