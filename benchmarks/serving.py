@@ -6,17 +6,20 @@ same images from ``../shared/bench/load.py`` at concurrency 1 and 16, one server
 time; ours and the baseline (``bentos/`` of the commit ``--baseline-rev``, in a temporary
 git worktree) are measured ``--rounds`` times in turn and the ratios taken round by
 round (median). Also measured: time from ``bentoml serve`` to ``/readyz`` and worker
-RSS. With ``py-spy`` on the PATH, a profile of each of our worker processes under load at
-concurrency 16 is added: the functions where the samples were (self) and the project's
-functions they were under (inclusive).
+RSS, and the CPU time per request of the server (all its processes) and of the load
+generator, which shares the machine. With ``py-spy`` on the PATH, a profile of each of
+our worker processes under load at concurrency 16 is added: the functions where the
+samples were (self) and the project's functions they were under (inclusive).
 
 usage: python benchmarks/serving.py [--model pneumonia_classifier:latest] [--images data/sample]
+       [--rounds 2] [--name RESULT]
 """
 
 import argparse
 import collections
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -161,6 +164,21 @@ def profile_under_load(pid: int, url: str, images: Path, field: str) -> dict[str
         return result
 
 
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+"""What ``load.py`` sends (one request per file, per repeat)."""
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) so far of the server's process tree, and of this
+    process's finished children (the load generator runs as one)."""
+    import psutil
+
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    server = sum(t.user + t.system for t in (p.cpu_times() for p in tree))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return server, children.ru_utime + children.ru_stime
+
+
 def measure(
     command: list[str],
     cwd: Path,
@@ -185,7 +203,20 @@ def measure(
         ready_s = wait_ready(base + ready_path, server)
         url = base + "/predict"
         load(url, images, field, 4, 1)  # warm-up
-        result: dict = {f"c{c}": load(url, images, field, c, r) for c, r in RUNS}
+        result: dict = {}
+        for concurrency, repeat in RUNS:
+            before = _cpu_seconds(server.pid)
+            result[f"c{concurrency}"] = load(url, images, field, concurrency, repeat)
+            server_s, client_s = (
+                b - a for a, b in zip(before, _cpu_seconds(server.pid), strict=True)
+            )
+            requests = repeat * sum(
+                1 for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            result[f"c{concurrency}"]["cpu_ms_per_request"] = {
+                "server": round(1000 * server_s / requests, 1),
+                "load_generator": round(1000 * client_s / requests, 1),
+            }
         result["ready_s"] = round(ready_s, 1)
         result["rss_mb"] = tree_rss_mb(server.pid)
         if profile and shutil.which("py-spy"):
@@ -201,6 +232,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=PROJECT_ROOT / "data" / "sample")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument("--name", default="serving", help="results/<name>.json")
     args = parser.parse_args()
 
     import bentoml
@@ -247,7 +279,7 @@ def main() -> None:
 
     ours_c16 = statistics.median(r["bentoml"]["c16"]["rps"] for r in rounds)
     save(
-        "serving",
+        args.name,
         {
             "model": str(ref.tag),
             "image_size": size,
