@@ -8,6 +8,7 @@ range happens inside the model (:mod:`xray.ml.model`), so the saved ``.keras`` f
 pixels and nobody can forget a step.
 """
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -116,6 +117,30 @@ def _prepare_in_graph(data: "tf.Tensor", image_size: int) -> "tf.Tensor":
     return pixels
 
 
+def without_autotune(dataset: "tf.data.Dataset") -> "tf.data.Dataset":
+    """``dataset`` with tf.data's autotuning switched off.
+
+    With autotuning on, every iterator runs a model thread that sleeps between
+    optimisation rounds, for up to a minute once it has run a while; destroying the
+    iterator (Keras makes one per epoch, for training and for validation) waits for that
+    sleep to end. On a 2-core machine that stalled one training epoch in three by about
+    18 s, with the process idle (issue #18). The pipelines here are simple enough for fixed
+    settings: one parallel decode per core and two batches prefetched.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def make_dataset(
     images: Sequence[bytes],
     labels: np.ndarray | None,
@@ -128,7 +153,8 @@ def make_dataset(
     """Builds the tf.data input pipeline: parallel decode, cache, shuffle, batch, prefetch.
 
     Decoded images are cached in memory after the first pass, as uint8 (N x S x S x 3
-    bytes), so later epochs skip decoding entirely.
+    bytes), so later epochs skip decoding entirely. Parallelism and prefetch are fixed
+    (one decode per core, two batches ahead), not autotuned: see :func:`without_autotune`.
 
     Args:
         images: Encoded image bytes.
@@ -144,10 +170,9 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
     encoded = tf.data.Dataset.from_tensor_slices(tf.constant(list(images), dtype=tf.string))
     decoded = encoded.map(
-        lambda b: _prepare_in_graph(b, image_size), num_parallel_calls=autotune, deterministic=True
+        lambda b: _prepare_in_graph(b, image_size), num_parallel_calls=_cores(), deterministic=True
     )
     if labels is not None:
         targets = tf.data.Dataset.from_tensor_slices(np.asarray(labels, dtype=np.float32))
@@ -156,4 +181,4 @@ def make_dataset(
         decoded = decoded.cache()
     if shuffle:
         decoded = decoded.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    return decoded.batch(batch_size).prefetch(autotune)
+    return without_autotune(decoded.batch(batch_size).prefetch(2))

@@ -19,7 +19,7 @@ from xray.io.checkpoints import CheckpointMirror, HistoryFile
 from xray.logic.dataset import ImageDataset
 from xray.logic.settings import TrainConfig
 from xray.ml.model import build_model, unfreeze_last_block
-from xray.ml.preprocessing import make_dataset
+from xray.ml.preprocessing import make_dataset, without_autotune
 
 logger = logging.getLogger(__name__)
 
@@ -188,14 +188,16 @@ def train_classifier(
         head_out = model.get_layer("prediction")(model.get_layer("dropout")(features_in))
         head = keras.Model(features_in, head_out, name="head")
         _compile(head, config.learning_rate)
-        feat_train = (
+        feat_train = without_autotune(
             tf.data.Dataset.from_tensor_slices((train_features, train.labels.astype("float32")))
             .shuffle(len(train), seed=config.seed, reshuffle_each_iteration=True)
             .batch(batch)
         )
-        feat_val = tf.data.Dataset.from_tensor_slices(
-            (val_features, val.labels.astype("float32"))
-        ).batch(batch)
+        feat_val = without_autotune(
+            tf.data.Dataset.from_tensor_slices((val_features, val.labels.astype("float32"))).batch(
+                batch
+            )
+        )
         phase = _fit(
             head,
             feat_train,
