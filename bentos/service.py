@@ -229,17 +229,18 @@ def _load_models(bento_model: Any) -> dict[str, Any]:
     import tensorflow as tf
 
     from xray.ml.guard import embedding_model
-    from xray.ml.model import load_model, model_image_size
+    from xray.ml.model import inference_model, load_model, model_image_size
 
     model = load_model(bento_model.path_of("model.keras"))
+    fast = inference_model(model)  # batch norms folded into their convolutions (issue #18)
     guard = load_guard(bento_model.path_of(GUARD_FILE)) if guard_mode() != "off" else None
     size = model_image_size(model)
     spec = tf.TensorSpec([None, size, size, 3], tf.uint8)
     if guard is not None:  # with XRAY_GUARD_MODE=off no embedding is computed at all
-        twin = embedding_model(model, guard.embedding_layer)
+        twin = embedding_model(fast, guard.embedding_layer)
         traced = tf.function(lambda x: twin(x, training=False), input_signature=[spec])
     else:
-        traced = tf.function(lambda x: (model(x, training=False), None), input_signature=[spec])
+        traced = tf.function(lambda x: (fast(x, training=False), None), input_signature=[spec])
 
     def forward(images: np.ndarray) -> np.ndarray:
         """``[N, 2]``: P(PNEUMONIA) and the guard's embedding distance (NaN: no guard)."""
@@ -252,7 +253,9 @@ def _load_models(bento_model: Any) -> dict[str, Any]:
     forward(np.zeros((1, size, size, 3), np.uint8))  # trace once, before traffic
     loaded: dict[str, Any] = {"model": model, "forward": forward, "challenger": None}
     if CHALLENGER_TAG:  # the challenger scores production's prepared input
-        challenger = load_model(bentoml.models.get(CHALLENGER_TAG).path_of("model.keras"))
+        challenger = inference_model(
+            load_model(bentoml.models.get(CHALLENGER_TAG).path_of("model.keras"))
+        )
         shadow = tf.function(lambda x: challenger(x, training=False), input_signature=[spec])
 
         def challenge(images: np.ndarray) -> np.ndarray:

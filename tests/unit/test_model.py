@@ -8,6 +8,7 @@ from xray.ml.model import (
     build_model,
     fused_batch_normalization,
     geometric_augmentation,
+    inference_model,
     load_model,
     model_image_size,
     pixel_scaling,
@@ -198,3 +199,88 @@ def test_acquisition_augmentation_keeps_a_grey_image_grey() -> None:
     np.testing.assert_allclose(out[..., 1], out[..., 0], atol=1e-4)
     np.testing.assert_allclose(out[..., 2], out[..., 0], atol=1e-4)
     assert np.abs(out - images).mean() > 1.0
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
+
+
+def _randomize_batch_norms(model: keras.Model, rng: np.random.Generator) -> int:
+    """Gives every batch norm layer non-trivial statistics and scale (a fresh layer's
+    identity statistics would hide a wrong fold); returns how many there are."""
+    norms = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    for layer in norms:
+        c = layer.moving_mean.shape[0]
+        layer.moving_mean.assign(rng.normal(0, 0.5, c))
+        layer.moving_variance.assign(rng.uniform(0.3, 3.0, c))
+        if layer.scale:
+            layer.gamma.assign(rng.uniform(0.5, 1.5, c))
+        if layer.center:
+            layer.beta.assign(rng.normal(0, 0.2, c))
+    return len(norms)
+
+
+def _sample_images(size: int, count: int) -> np.ndarray:
+    from xray.ml.preprocessing import prepare_image
+
+    files = sorted((SAMPLE / "NORMAL").glob("*"))[: count // 2]
+    files += sorted((SAMPLE / "PNEUMONIA").glob("*"))[: count - len(files)]
+    return np.stack([prepare_image(f.read_bytes(), size) for f in files])
+
+
+@pytest.mark.parametrize(
+    ("backbone", "size", "pairs"), [("compact_cnn", 160, 9), ("mobilenet_v2", 96, 52)]
+)
+def test_inference_model_folds_every_conv_batch_norm_pair(
+    backbone: str, size: int, pairs: int
+) -> None:
+    """Every convolution + batch norm pair (depthwise ones too) is folded, and the copy's
+    embedding equals the model's up to float rounding."""
+    from xray.ml.guard import embedding_model
+
+    model = build_model(backbone=backbone, image_size=size, weights=None).model
+    total = _randomize_batch_norms(model, np.random.default_rng(3))
+    fast = inference_model(model)
+    layers = list(fast._flatten_layers(include_self=False))
+    folded = [layer for layer in layers if isinstance(layer, keras.layers.Identity)]
+    left = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(folded) == pairs and len(left) == total - pairs
+    images = _sample_images(size, 32)
+    reference = embedding_model(model, "pool").predict(images, batch_size=16, verbose=0)
+    ours = embedding_model(fast, "pool").predict(images, batch_size=16, verbose=0)
+    scale = float(np.abs(reference[1]).max())
+    assert scale > 0.1 and np.abs(ours[1] - reference[1]).max() <= 1e-5 * scale
+    assert np.abs(ours[0] - reference[0]).max() <= 1e-4
+    assert model_image_size(fast) == size and fast.name == model.name
+
+
+def test_inference_model_parity_on_held_out_xrays_after_training() -> None:
+    """Issue #18's parity test: a trained model and its folded copy give the same
+    P(PNEUMONIA), |dp| <= 1e-4, on real X-rays it was not trained on."""
+    size = 64
+    normal = sorted((SAMPLE / "NORMAL").glob("*"))
+    pneumonia = sorted((SAMPLE / "PNEUMONIA").glob("*"))
+    from xray.ml.preprocessing import prepare_image
+
+    images = np.stack([prepare_image(f.read_bytes(), size) for f in normal + pneumonia])
+    labels = np.array([0.0] * len(normal) + [1.0] * len(pneumonia), np.float32)
+    order = np.random.default_rng(0).permutation(len(images))
+    train, test = order[:200], order[200:]
+    keras.utils.set_random_seed(0)
+    model = build_model(backbone="compact_cnn", image_size=size, weights=None, augment=False).model
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy")
+    model.fit(images[train], labels[train], epochs=4, batch_size=16, verbose=0)
+    reference = model.predict(images[test], verbose=0).reshape(-1)
+    ours = inference_model(model).predict(images[test], verbose=0).reshape(-1)
+    assert len(test) >= 100 and reference.std() > 0.05  # a model that tells images apart
+    assert np.abs(ours - reference).max() <= 1e-4
+
+
+def test_inference_model_keeps_a_model_without_batch_norm() -> None:
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    assert inference_model(model) is model

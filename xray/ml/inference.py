@@ -282,11 +282,13 @@ def score_images(
     import tensorflow as tf
 
     from xray.ml.guard import embedding_model
+    from xray.ml.model import inference_model
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
     use_guard = guard is not None and guard_mode != "off"
-    twin = embedding_model(model, guard.embedding_layer) if use_guard else model  # type: ignore[union-attr]
+    fast = inference_model(model)  # batch norms folded into their convolutions
+    twin = embedding_model(fast, guard.embedding_layer) if use_guard else fast  # type: ignore[union-attr]
     model_call = tf.function(
         lambda x: twin(x, training=False),
         input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8)],

@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, get_args
 
+import numpy as np
+
 from xray.logic.settings import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -612,6 +614,112 @@ def model_temperature(model: Any) -> float:
     """The temperature of the model's ``TemperatureScaling`` layer; 1.0 without one."""
     found = _temperature_layers(model)
     return float(found[-1].temperature) if found else 1.0
+
+
+def _layers_deep(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_layers_deep(layer))
+    return out
+
+
+def _conv_batch_norm_pairs(model: Any) -> dict[int, tuple[Any, Any]]:
+    """``id(conv) -> (conv, batch_norm)`` for every batch norm layer (Keras' or
+    :class:`FusedBatchNormalization`) whose only input is a ``Conv2D`` or
+    ``DepthwiseConv2D`` with no activation, channels last, that feeds nothing else."""
+    from keras import layers
+
+    pairs: dict[int, tuple[Any, Any]] = {}
+    for layer in _layers_deep(model):
+        if not isinstance(layer, layers.BatchNormalization) or len(layer._inbound_nodes) != 1:
+            continue
+        history = getattr(layer.input, "_keras_history", None)
+        conv = history.operation if history is not None else None
+        if (
+            isinstance(conv, layers.Conv2D | layers.DepthwiseConv2D)
+            and len(conv._inbound_nodes) == 1
+            and len(conv._outbound_nodes) == 1
+            and conv.data_format == "channels_last"
+            and conv.activation.__name__ == "linear"
+            and layer.axis in (-1, 3)
+        ):
+            pairs[id(conv)] = (conv, layer)
+    return pairs
+
+
+def _folded_weights(conv: Any, batch_norm: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel and bias of ``conv`` followed by ``batch_norm`` at inference, as one
+    convolution: ``y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta``."""
+    weights = conv.get_weights()
+    kernel = weights[0].astype(np.float64)
+    out_channels = batch_norm.moving_mean.shape[0]
+    bias = weights[1].astype(np.float64) if conv.use_bias else np.zeros(out_channels)
+    gamma = np.asarray(batch_norm.gamma, np.float64) if batch_norm.scale else 1.0
+    beta = np.asarray(batch_norm.beta, np.float64) if batch_norm.center else 0.0
+    mean = np.asarray(batch_norm.moving_mean, np.float64)
+    scale = gamma / np.sqrt(np.asarray(batch_norm.moving_variance, np.float64) + batch_norm.epsilon)
+    # Conv2D: [kh, kw, in, out]; DepthwiseConv2D: [kh, kw, in, multiplier], out = in * multiplier.
+    kernel = kernel * scale.reshape(kernel.shape[2:] if kernel.shape[-1] != out_channels else -1)
+    return kernel.astype(np.float32), ((bias - mean) * scale + beta).astype(np.float32)
+
+
+def inference_model(model: Any) -> Any:
+    """An inference copy of ``model`` with every batch norm that follows a convolution
+    folded into it (the convolution's kernel and bias absorb the normalisation).
+
+    At inference a batch norm is a fixed per-channel scale and shift, so the convolution
+    before it can apply them; the copy skips one pass over every activation and lets
+    TensorFlow fuse convolution, bias and ReLU. Predictions equal the model's up to
+    float rounding (the parity test holds them within 1e-4; issue #18). Layer names,
+    the input and the outputs are those of ``model``; layers other than the folded
+    pairs are copies with the same weights. Use it for forward passes only: the copy
+    is not for training, saving or Grad-CAM. A model without such a pair comes back
+    as it is.
+    """
+    import keras
+    from keras import layers
+
+    pairs = _conv_batch_norm_pairs(model)
+    if not pairs:
+        return model
+    folded_norms = {id(bn) for _, bn in pairs.values()}
+    identities: set[int] = set()
+
+    def clone(layer: Any) -> Any:
+        if id(layer) in folded_norms:
+            identity = layers.Identity(name=layer.name)
+            identities.add(id(identity))
+            return identity
+        config = layer.get_config()
+        if id(layer) in pairs:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        if id(layer) in identities:  # a batch norm's call arguments (mask, training)
+            return layer(args[0])
+        return layer(*args, **kwargs)
+
+    copy = keras.models.clone_model(
+        model, clone_function=clone, call_function=call, recursive=True
+    )
+
+    def copy_weights(original: Any, cloned: Any) -> None:
+        for layer in original.layers:
+            if not layer.weights or id(layer) in folded_norms:
+                continue  # input layers, activations, pooling: nothing to copy
+            target = cloned.get_layer(layer.name)
+            if id(layer) in pairs:
+                target.set_weights(list(_folded_weights(*pairs[id(layer)])))
+            elif hasattr(layer, "layers"):
+                copy_weights(layer, target)
+            else:
+                target.set_weights(layer.get_weights())
+
+    copy_weights(model, copy)
+    return copy
 
 
 def load_model(path: str) -> Any:
