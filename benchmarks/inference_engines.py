@@ -78,7 +78,8 @@ def main() -> None:
     again = per_image_ms(lambda x: keras(x).numpy(), batch, args.repeats)
     engines["keras_tensorflow"]["ms_per_image_again"] = again
     engines["keras_tensorflow"]["ms_per_image"] = round(
-        (engines["keras_tensorflow"]["ms_per_image"] + again) / 2, 3  # type: ignore[operator]
+        (engines["keras_tensorflow"]["ms_per_image"] + again) / 2,
+        3,  # type: ignore[operator]
     )
     xla = tf.function(lambda x: model(x, training=False), jit_compile=True)
     engines["xla_jit_compile"] = {

@@ -702,9 +702,7 @@ def inference_model(model: Any) -> Any:
             return layer(args[0])
         return layer(*args, **kwargs)
 
-    copy = keras.models.clone_model(
-        model, clone_function=clone, call_function=call, recursive=True
-    )
+    copy = keras.models.clone_model(model, clone_function=clone, call_function=call, recursive=True)
 
     def copy_weights(original: Any, cloned: Any) -> None:
         for layer in original.layers:
