@@ -227,6 +227,7 @@ def baseline_tree(rev: str) -> object:
         yield path
     finally:
         subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
+        shutil.rmtree(path.parent, ignore_errors=True)  # the temporary folder around it
 
 
 def run_child(
