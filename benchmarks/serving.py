@@ -204,15 +204,14 @@ def measure(
         url = base + "/predict"
         load(url, images, field, 4, 1)  # warm-up
         result: dict = {}
+        files = sum(1 for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         for concurrency, repeat in RUNS:
             before = _cpu_seconds(server.pid)
             result[f"c{concurrency}"] = load(url, images, field, concurrency, repeat)
             server_s, client_s = (
                 b - a for a, b in zip(before, _cpu_seconds(server.pid), strict=True)
             )
-            requests = repeat * sum(
-                1 for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            requests = repeat * files
             result[f"c{concurrency}"]["cpu_ms_per_request"] = {
                 "server": round(1000 * server_s / requests, 1),
                 "load_generator": round(1000 * client_s / requests, 1),

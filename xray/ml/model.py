@@ -616,15 +616,6 @@ def model_temperature(model: Any) -> float:
     return float(found[-1].temperature) if found else 1.0
 
 
-def _layers_deep(model: Any) -> list[Any]:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if hasattr(layer, "layers"):
-            out.extend(_layers_deep(layer))
-    return out
-
-
 def _conv_batch_norm_pairs(model: Any) -> dict[int, tuple[Any, Any]]:
     """``id(conv) -> (conv, batch_norm)`` for every batch norm layer (Keras' or
     :class:`FusedBatchNormalization`) whose only input is a ``Conv2D`` or
@@ -632,7 +623,7 @@ def _conv_batch_norm_pairs(model: Any) -> dict[int, tuple[Any, Any]]:
     from keras import layers
 
     pairs: dict[int, tuple[Any, Any]] = {}
-    for layer in _layers_deep(model):
+    for layer in model._flatten_layers(include_self=False):  # nested models' layers too
         if not isinstance(layer, layers.BatchNormalization) or len(layer._inbound_nodes) != 1:
             continue
         history = getattr(layer.input, "_keras_history", None)
