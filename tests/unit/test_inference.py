@@ -154,6 +154,27 @@ def test_score_images_unknown_truth_and_no_files(model: Any, tmp_path: Path) -> 
     ]
 
 
+def test_local_reads_bypass_fsspec_and_a_vanished_file_is_skipped(
+    model: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = _write(tmp_path / "in" / "a b%20c.jpeg", label=1)  # a space and a % in the name
+    gone = _write(tmp_path / "in" / "gone.jpeg", label=0, seed=1)
+    files, _, _ = find_inputs(str(tmp_path / "in"))
+    assert all(f.uri.startswith("file://") for f in files)
+
+    def no_fsspec(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a local file went through fsspec")
+
+    monkeypatch.setattr(inference.fsspec, "open", no_fsspec)
+    assert inference._read_file(files[0].uri) == kept.read_bytes()
+    gone.unlink()  # between listing and scoring
+    result = score_images(model, files, IMAGE_SIZE, threshold=0.5)
+    assert list(result.predictions["file"]) == ["a b%20c.jpeg"]
+    assert [s.path for s in result.skipped] == ["gone.jpeg"]
+    assert result.skipped[0].reason.startswith("cannot read file:")
+    assert "No such file" in result.skipped[0].reason
+
+
 def test_s3_input_matches_local(model: Any, labelled_folder: Path, s3_endpoint: str) -> None:
     import boto3
 
