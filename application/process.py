@@ -1,6 +1,7 @@
 """Leaving the command-line process quickly once a command has finished."""
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -36,10 +37,8 @@ def exit_now(code: int) -> NoReturn:
             thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # closed, or a broken pipe
             stream.flush()
-        except (OSError, ValueError):  # a closed or broken pipe: nothing more to say
-            pass
     os._exit(code)
 
 

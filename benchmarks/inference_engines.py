@@ -9,8 +9,8 @@ supports) on the same 64-image batch; per-image time and the largest probability
 difference to Keras are reported. ``keras_batch_norm_folded`` is
 :func:`xray.ml.model.inference_model`, the copy that batch inference and the service
 run. OpenVINO and ONNX Runtime are not project dependencies: install them beside
-(``uv pip install --target DIR openvino``, ``uv pip install --target DIR onnxruntime
-tf2onnx onnx``) and pass ``--openvino DIR`` or ``--onnxruntime DIR``.
+(``uv pip install --python .venv/bin/python --target DIR openvino``, or ``...
+onnxruntime tf2onnx onnx``) and pass ``--openvino DIR`` or ``--onnxruntime DIR``.
 
 The floor (``roofline``): the model's convolutions need a fixed number of
 multiply-adds per image; at the best float32 rate this machine reaches (a large matrix
