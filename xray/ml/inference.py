@@ -53,8 +53,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 )
 STATISTICS_SPLIT = "new"
 FORWARD_BATCH = 64
-_LOCAL = "file://"  # how fsspec's local file system names a path
 """Images per forward pass: bounds the model's activation memory, whatever ``batch_size``."""
+_LOCAL = "file://"  # how fsspec's local file system names a path
 
 EXPECTED_INPUT = (
     f"expected one {EXTENSIONS_TEXT} file, or a folder of them (any nesting; images in "
