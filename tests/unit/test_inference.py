@@ -4,6 +4,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ import xray.ml.inference as inference
 from synthetic import encode, make_kaggle_tree, synthetic_pixels, write_class_folder
 from xray.io.image_stats import statistics_table
 from xray.io.loading import DataError, load_images
+from xray.io.paths import read_location
 from xray.logic.dataset import SkippedFile
 from xray.ml.inference import InputImage, find_inputs, labelled_metrics, score_images
 from xray.ml.model import build_model
@@ -165,8 +167,8 @@ def test_local_reads_bypass_fsspec_and_a_vanished_file_is_skipped(
     def no_fsspec(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a local file went through fsspec")
 
-    monkeypatch.setattr(inference.fsspec, "open", no_fsspec)
-    assert inference._read_file(files[0].uri) == kept.read_bytes()
+    monkeypatch.setattr(fsspec, "open", no_fsspec)
+    assert read_location(files[0].uri) == kept.read_bytes()
     gone.unlink()  # between listing and scoring
     result = score_images(model, files, IMAGE_SIZE, threshold=0.5)
     assert list(result.predictions["file"]) == ["a b%20c.jpeg"]
@@ -212,7 +214,7 @@ class _Tracker:
                 with tracker.lock:
                     tracker.live_bytes -= 1
 
-        read, examine = inference._read_file, inference._examine
+        read, examine = inference.read_location, inference._examine
 
         def tracked_read(uri: str) -> bytes:
             data = TrackedBytes(read(uri))
@@ -239,7 +241,7 @@ class _Tracker:
                     self.retained.append(outcome[1])
             return outcome
 
-        monkeypatch.setattr(inference, "_read_file", tracked_read)
+        monkeypatch.setattr(inference, "read_location", tracked_read)
         monkeypatch.setattr(inference, "_examine", tracked_examine)
 
     def progress(self, done: int, total: int) -> None:

@@ -31,6 +31,17 @@ def test_loads_kaggle_layout(kaggle_tree: Path) -> None:
     assert "person1000" in ds.patients and "IM-0100" in ds.patients
 
 
+def test_local_files_are_read_without_fsspec(kaggle_tree: Path, monkeypatch) -> None:
+    import fsspec
+
+    def no_fsspec(*args, **kwargs):
+        raise AssertionError("a local file went through fsspec")
+
+    monkeypatch.setattr(fsspec, "open", no_fsspec)
+    ds = load_images(str(kaggle_tree), min_images=10)
+    assert len(ds) == 2 * (8 + 2 + 4) and ds.skipped == []
+
+
 def test_loads_single_folder_and_nested_chest_xray(tmp_path: Path, single_folder: Path) -> None:
     ds = load_images(str(single_folder))
     assert ds.class_counts() == {"NORMAL": 12, "PNEUMONIA": 12}

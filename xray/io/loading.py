@@ -18,7 +18,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 
 from xray.io.images import MAX_PIXELS, ImageError, ImageInfo, decode_image, encode_png
@@ -32,6 +31,7 @@ from xray.io.layout import (
     locate,
     match_folders,
 )
+from xray.io.paths import read_location
 from xray.logic.constants import CLASS_NAMES, SPLIT_NAMES
 from xray.logic.dataset import ImageDataset, SkippedFile
 from xray.logic.external import folder_names
@@ -152,8 +152,7 @@ def _read_all(files: list[FoundFile], workers: int) -> list[bytes | Exception]:
 
     def read(f: FoundFile) -> bytes | Exception:
         try:
-            with fsspec.open(f.uri, "rb") as handle:
-                return handle.read()
+            return read_location(f.uri)
         except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
             return exc
 

@@ -18,7 +18,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 
@@ -33,6 +32,7 @@ from xray.io.layout import (
     locate,
     path_truth,
 )
+from xray.io.paths import read_location
 from xray.logic.constants import CLASS_NAMES, POSITIVE_CLASS, UNKNOWN_LABEL
 from xray.logic.dataset import SkippedFile
 from xray.logic.metrics import classification_metrics
@@ -54,7 +54,6 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 STATISTICS_SPLIT = "new"
 FORWARD_BATCH = 64
 """Images per forward pass: bounds the model's activation memory, whatever ``batch_size``."""
-_LOCAL = "file://"  # how fsspec's local file system names a path
 
 EXPECTED_INPUT = (
     f"expected one {EXTENSIONS_TEXT} file, or a folder of them (any nesting; images in "
@@ -155,14 +154,6 @@ def find_inputs(root: str) -> tuple[list[InputImage], list[SkippedFile], str]:
     return files, skipped, layout
 
 
-def _read_file(uri: str) -> bytes:
-    if uri.startswith(_LOCAL):  # a local file: without fsspec's layers (5x less time per file)
-        with open(uri[len(_LOCAL) :], "rb") as handle:
-            return handle.read()
-    with fsspec.open(uri, "rb") as handle:
-        return handle.read()
-
-
 def _examine(
     file: InputImage, image_size: int, max_pixels: int
 ) -> tuple[dict[str, Any], np.ndarray] | str:
@@ -173,7 +164,7 @@ def _examine(
     model input (``[S, S, 3]`` uint8).
     """
     try:
-        data = _read_file(file.uri)
+        data = read_location(file.uri)
     except Exception as exc:  # noqa: BLE001 - reported per file, the run goes on
         return f"cannot read file: {exc}"
     try:
