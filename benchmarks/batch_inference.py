@@ -108,9 +108,9 @@ def measure_processes(data: str, batch_size: int, processes: int) -> dict[str, f
 def measure_seed(data: str, batch_size: int) -> dict[str, float]:
     """The seed-style peer. ``model.predict`` sometimes returns only many seconds after
     its last batch, the process idle meanwhile (tf.data's iterator teardown waiting for
-    its autotuning thread, the stall ``xray.ml.preprocessing`` avoids): ``idle_after_last_batch_s``.
-    ``images_per_s`` is the peer as it runs, that wait included; ``images_per_s_working``
-    stops the clock at its last batch, the peer at its best."""
+    its autotuning thread, the stall ``xray.ml.preprocessing`` avoids):
+    ``idle_after_last_batch_s``. ``images_per_s`` is the peer as it runs, that wait
+    included; ``images_per_s_working`` stops the clock at its last batch."""
     import keras
     from tensorflow.keras.preprocessing.image import ImageDataGenerator
 

@@ -2,10 +2,10 @@
 copy, XLA, OpenVINO, ONNX Runtime; and the machine's floor for this model.
 
 Issue #18 asks whether a faster CPU engine is worth its weight: kept only if it wins
-here (at least 5 % faster) and holds |Δp| <= 1e-4 against Keras. Each engine runs the default model
-(``compact_cnn`` at 160 px, untrained weights but random batch norm statistics, so that
-a fold is not a no-op; without its random augmentation layers, which no converter
-supports) on the same 64-image batch; per-image time and the largest probability
+here (at least 5 % faster) and holds |Δp| <= 1e-4 against Keras. Each engine runs the
+default model (``compact_cnn`` at 160 px, untrained weights but random batch norm
+statistics, so that a fold is not a no-op; without its random augmentation layers, which
+no converter supports) on the same 64-image batch; per-image time and the largest probability
 difference to Keras are reported. ``keras_batch_norm_folded`` is
 :func:`xray.ml.model.inference_model`, the copy that batch inference and the service
 run. OpenVINO and ONNX Runtime are not project dependencies: install them beside

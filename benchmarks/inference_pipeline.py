@@ -10,9 +10,9 @@ peak RSS are measured by a wrapper process. The seed-style peer
 `benchmarks/batch_inference.py`) runs in the same session on the same 5,216 images,
 twice: before our runs and after them (this machine's speed drifts within minutes; the
 ratios use the mean of the two; ``_working`` ratios use the peer's clock stopped at its
-last batch, see ``batch_inference.measure_seed``), and so does the project's own pipeline before the
-performance work of issue #18 (the commit
-``--baseline-rev``, in a temporary git worktree, on the same store and model).
+last batch, see ``batch_inference.measure_seed``). So does the project's own pipeline
+before the performance work of issue #18 (the commit ``--baseline-rev``, in a temporary
+git worktree, on the same store and model).
 
 usage: python benchmarks/inference_pipeline.py [DATA_DIR] [--images 10000]
 """
@@ -20,6 +20,7 @@ usage: python benchmarks/inference_pipeline.py [DATA_DIR] [--images 10000]
 import argparse
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -71,8 +72,10 @@ def main() -> None:
         how = flat_folder(args.data, flat, args.images)
         large = infer(env, flat, root / "out-flat")
     seeds.append(run_child("seed", args.data / "train", 256, 4))
-    seed_rate = round(sum(s["images_per_s"] for s in seeds) / len(seeds), 1)
-    working = round(sum(s["images_per_s_working"] for s in seeds) / len(seeds), 1)
+    seed_rate, working = (
+        round(statistics.mean(s[key] for s in seeds), 1)
+        for key in ("images_per_s", "images_per_s_working")
+    )
     save(
         "inference_pipeline",
         {
