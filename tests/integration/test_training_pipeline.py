@@ -72,6 +72,13 @@ def test_pipeline_registers_a_model_version(first_run: Any) -> None:
     assert model_artifact is not None
     model = model_artifact.load().load()
     assert model.predict(np.zeros((1, 48, 48, 3), np.uint8), verbose=0).shape == (1, 1)
+    # The README's use of it: model(images) is inference (batch norms on their moving
+    # statistics, no augmentation), whatever else is in the batch.
+    grey = np.stack([synthetic_pixels(i % 2, 48, np.random.default_rng(i)) for i in range(4)])
+    images = np.repeat(grey[..., None], 3, axis=-1)
+    predicted = model.predict(images, verbose=0)
+    np.testing.assert_allclose(np.asarray(model(images)), predicted, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model(images[:1])), predicted[:1], atol=1e-6)
 
 
 def test_bad_file_is_skipped_and_listed(first_run: Any) -> None:

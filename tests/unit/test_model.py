@@ -284,3 +284,88 @@ def test_inference_model_keeps_a_model_without_batch_norm() -> None:
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     assert inference_model(model) is model
+
+
+def _trained_like(model: keras.Model) -> keras.Model:
+    """Moving statistics away from the initial 0 and 1, as after training."""
+    rng = np.random.default_rng(6)
+    for layer in model._flatten_layers(include_self=False):
+        if hasattr(layer, "moving_variance"):
+            channels = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.5, channels))
+            layer.moving_variance.assign(rng.uniform(0.3, 3.0, channels))
+    return model
+
+
+def _moving_statistics(model: keras.Model) -> list[np.ndarray]:
+    return [
+        keras.ops.convert_to_numpy(variable).copy()
+        for layer in model._flatten_layers(include_self=False)
+        if hasattr(layer, "moving_variance")
+        for variable in (layer.moving_mean, layer.moving_variance)
+    ]
+
+
+def _assert_call_is_inference(model: keras.Model, x: np.ndarray) -> None:
+    """``model(x)`` without ``training`` is inference: the answer of
+    ``training=False``, independent of the rest of the batch, and the moving
+    statistics stay as they are."""
+    before = _moving_statistics(model)
+    plain = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(plain, model(x, training=False), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x[:1])), plain[:1], atol=1e-6)
+    for a, b in zip(before, _moving_statistics(model), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_call_without_training_argument_is_inference(tmp_path: Path) -> None:
+    """Keras 3.15 hands ``Resizing``'s own ``training=True`` default on to the later
+    layers of a call (keras-team/keras#23166): ``model(x)``, the usual way to use a
+    loaded model, ran the batch norms in training mode. The model built here, and its
+    ``.keras`` file, answer ``model(x)`` as inference; training still trains."""
+    built = build_model(backbone="compact_cnn", image_size=40, weights=None, seed=1)
+    model = _trained_like(built.model)
+    x = np.random.default_rng(7).integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
+    _assert_call_is_inference(model, x)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = load_model(str(path))
+    assert again.get_layer("resize") is not None
+    _assert_call_is_inference(again, x)
+    before = _moving_statistics(again)
+    again(x, training=True)  # what fit does: the batch norms still learn
+    assert not np.allclose(before[0], _moving_statistics(again)[0])
+
+
+def test_load_model_pins_inference_in_a_model_saved_before(tmp_path: Path) -> None:
+    """A ``.keras`` file saved before ``resize`` recorded ``training=False`` (the
+    production model of an earlier release) comes back from :func:`load_model` with
+    ``model(x)`` as inference and the same predictions."""
+    built = build_model(backbone="compact_cnn", image_size=40, weights=None, seed=1)
+    model = _trained_like(built.model)
+
+    def unpinned(layer: keras.layers.Layer, *args: object, **kwargs: object) -> object:
+        if layer.name == "resize":
+            kwargs.pop("training", None)  # how build_model called it before
+        return layer(*args, **kwargs)
+
+    old = keras.models.clone_model(model, call_function=unpinned)
+    old.set_weights(model.get_weights())
+    x = np.random.default_rng(8).integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
+    reference = keras.ops.convert_to_numpy(old(x, training=False))
+    leaked = keras.ops.convert_to_numpy(old(x))  # the Keras defect this guards against
+    assert np.abs(leaked - reference).max() > 1e-3
+    old.set_weights(model.get_weights())  # undo the moving statistics it overwrote
+    path = tmp_path / "old.keras"
+    old.save(path)
+    again = load_model(str(path))
+    _assert_call_is_inference(again, x)
+    np.testing.assert_allclose(again.predict(x, verbose=0), reference, atol=1e-6)
+    np.testing.assert_allclose(again(x), reference, atol=1e-6)
+    fast = inference_model(again)  # what batch inference and the service run
+    assert not [
+        layer
+        for layer in fast._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    np.testing.assert_allclose(fast(x), reference, atol=1e-5)

@@ -525,7 +525,11 @@ def build_model(config: TrainConfig | None = None, **settings: Any) -> BuiltMode
     base.trainable = not frozen
 
     inputs = keras.Input((None, None, 3), dtype="uint8", name="image")
-    x = layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(inputs)
+    # An explicit training=False, recorded in the model and its .keras file (fit's
+    # training=True still overrides it): see _pin_inference_default.
+    x = layers.Resizing(image_size, image_size, interpolation="bilinear", name="resize")(
+        inputs, training=False
+    )
     if config.augment:
         x = keras.Sequential(
             [
@@ -711,12 +715,59 @@ def inference_model(model: Any) -> Any:
     return copy
 
 
+def _leaks_training_default(layer: Any) -> bool:
+    """Whether ``layer.call`` defaults ``training`` to a value (Keras' image
+    preprocessing layers, ``Resizing`` among them, default it to ``True``)."""
+    import inspect
+
+    parameter = inspect.signature(layer.call).parameters.get("training")
+    return parameter is not None and parameter.default not in (None, inspect.Parameter.empty)
+
+
+def _pin_inference_default(model: Any) -> Any:
+    """``model`` with every top-level layer that defaults ``training`` to ``True``
+    called with an explicit ``training=False`` (a rebuilt copy, same weights), or
+    ``model`` itself when there is none to pin.
+
+    Keras 3.15 hands a layer's own ``training`` default on to every later layer of the
+    same call (keras-team/keras#23166, fixed after 3.15.1): in a model that starts with
+    ``Resizing``, ``model(x)`` without ``training=False`` ran the batch norms on the
+    batch's own statistics, overwrote their moving statistics and applied the
+    augmentation, so the answer depended on the other images in the batch. A value
+    passed explicitly is handed on instead, and ``fit``'s ``training=True`` still
+    overrides it. :func:`build_model` records it from the start; this pins models
+    saved before it did.
+    """
+    import keras
+
+    def unpinned(layer: Any) -> bool:
+        return _leaks_training_default(layer) and any(
+            "training" not in node.arguments.kwargs for node in layer._inbound_nodes
+        )
+
+    if not any(unpinned(layer) for layer in model.layers):
+        return model
+
+    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
+        if _leaks_training_default(layer):
+            kwargs.setdefault("training", False)
+        return layer(*args, **kwargs)
+
+    copy = keras.models.clone_model(model, call_function=call)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def load_model(path: str) -> Any:
-    """Loads a ``.keras`` file written by this project (custom layers registered)."""
+    """Loads a ``.keras`` file written by this project (custom layers registered).
+
+    A model saved before its ``resize`` layer was called with ``training=False`` comes
+    back with it pinned (:func:`_pin_inference_default`), so ``model(x)`` is inference.
+    """
     import keras
 
     register_custom_objects()
-    return keras.saving.load_model(path, compile=False)
+    return _pin_inference_default(keras.saving.load_model(path, compile=False))
 
 
 def model_image_size(model: Any) -> int:
