@@ -9,7 +9,8 @@ statistics, so that a fold is not a no-op; without its random augmentation layer
 no converter supports) on the same 64-image batch; per-image time and the largest probability
 difference to Keras are reported. ``keras_batch_norm_folded`` is
 :func:`xray.ml.model.inference_model`, the copy that batch inference and the service
-run. OpenVINO and ONNX Runtime are not project dependencies: install them beside
+run. OpenVINO and ONNX Runtime convert that folded copy; they are not project
+dependencies: install them beside
 (``uv pip install --python .venv/bin/python --target DIR openvino``, or ``...
 onnxruntime tf2onnx onnx``) and pass ``--openvino DIR`` or ``--onnxruntime DIR``.
 
@@ -25,7 +26,6 @@ usage: python benchmarks/inference_engines.py [--openvino DIR] [--onnxruntime DI
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,32 @@ def matmul_gflops(side: int = 2048, repeats: int = 10) -> float:
         out.numpy()
         best = max(best, 2 * side**3 * repeats / (time.perf_counter() - start) / 1e9)
     return round(best, 1)
+
+
+def openvino_engines(folder: Path, fast: object) -> dict[str, Any]:
+    """The folded model converted by OpenVINO (from its traced TensorFlow function),
+    compiled for the CPU three ways: float32 for latency (one stream over all cores),
+    float32 for throughput (streams in parallel) and OpenVINO's default precision
+    (bfloat16 where the CPU has it, as this one does): name -> function of a batch."""
+    sys.path.append(str(folder))
+    import openvino as ov
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="image")]
+    function = tf.function(lambda x: fast(x, training=False), input_signature=spec)  # type: ignore[operator]
+    converted = ov.convert_model(function.get_concrete_function())
+    core = ov.Core()
+    version = ov.__version__.split("-")[0]
+    configs = {
+        "f32_latency": {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"},
+        "f32_throughput": {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"},
+        "default_precision": {"PERFORMANCE_HINT": "LATENCY"},
+    }
+    engines = {}
+    for label, config in configs.items():
+        compiled = core.compile_model(converted, "CPU", config)
+        engines[f"openvino_{version}_{label}"] = lambda x, c=compiled: c(x)[0]
+    return engines
 
 
 def onnxruntime_engine(folder: Path, fast: object) -> tuple[str, Any]:
@@ -144,20 +170,7 @@ def main() -> None:
         "xla_jit_compile": lambda x: xla(x).numpy(),
     }
     if args.openvino:
-        sys.path.append(str(args.openvino))
-        import openvino as ov
-
-        with tempfile.TemporaryDirectory() as tmp:
-            model.export(tmp, format="tf_saved_model", verbose=False)
-            converted = ov.convert_model(tmp)
-        core = ov.Core()
-        for precision in ("default", "f32"):
-            config = {"PERFORMANCE_HINT": "THROUGHPUT"}
-            if precision == "f32":
-                config["INFERENCE_PRECISION_HINT"] = "f32"
-            compiled = core.compile_model(converted, "CPU", config)
-            name = f"openvino_{ov.__version__.split('-')[0]}_{precision}_precision"
-            runners[name] = lambda x, c=compiled: c(x)[0]
+        runners.update(openvino_engines(args.openvino, fast))
     if args.onnxruntime:
         name, run = onnxruntime_engine(args.onnxruntime, fast)
         runners[name] = run
