@@ -730,10 +730,10 @@ def _pin_inference_default(model: Any) -> Any:
     ``model`` itself when there is none to pin.
 
     Keras 3.15 hands a layer's own ``training`` default on to every later layer of the
-    same call (keras-team/keras#23166, fixed after 3.15.1): in a model that starts with
-    ``Resizing``, ``model(x)`` without ``training=False`` ran the batch norms on the
-    batch's own statistics, overwrote their moving statistics and applied the
-    augmentation, so the answer depended on the other images in the batch. A value
+    same call (fixed upstream by keras-team/keras#23166, not in the pinned 3.15.1): in
+    a model that starts with ``Resizing``, ``model(x)`` without ``training=False`` ran
+    the batch norms on the batch's own statistics, overwrote their moving statistics and
+    applied the augmentation, so the answer depended on the other images in the batch. A value
     passed explicitly is handed on instead, and ``fit``'s ``training=True`` still
     overrides it. :func:`build_model` records it from the start; this pins models
     saved before it did.
