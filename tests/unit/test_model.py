@@ -11,8 +11,10 @@ from xray.ml.model import (
     inference_model,
     load_model,
     model_image_size,
+    model_temperature,
     pixel_scaling,
     unfreeze_last_block,
+    with_temperature,
 )
 
 
@@ -337,12 +339,17 @@ def test_model_call_without_training_argument_is_inference(tmp_path: Path) -> No
     assert not np.allclose(before[0], _moving_statistics(again)[0])
 
 
-def test_load_model_pins_inference_in_a_model_saved_before(tmp_path: Path) -> None:
+@pytest.mark.parametrize("temperature", [None, 2.0])
+def test_load_model_pins_inference_in_a_model_saved_before(
+    tmp_path: Path, temperature: float | None
+) -> None:
     """A ``.keras`` file saved before ``resize`` recorded ``training=False`` (the
-    production model of an earlier release) comes back from :func:`load_model` with
-    ``model(x)`` as inference and the same predictions."""
+    production model of an earlier release, calibrated or not) comes back from
+    :func:`load_model` with ``model(x)`` as inference and the same predictions."""
     built = build_model(backbone="compact_cnn", image_size=40, weights=None, seed=1)
     model = _trained_like(built.model)
+    if temperature is not None:
+        model = with_temperature(model, temperature)
 
     def unpinned(layer: keras.layers.Layer, *args: object, **kwargs: object) -> object:
         if layer.name == "resize":
@@ -360,6 +367,7 @@ def test_load_model_pins_inference_in_a_model_saved_before(tmp_path: Path) -> No
     old.save(path)
     again = load_model(str(path))
     _assert_call_is_inference(again, x)
+    assert model_temperature(again) == (temperature or 1.0)
     np.testing.assert_allclose(again.predict(x, verbose=0), reference, atol=1e-6)
     np.testing.assert_allclose(again(x), reference, atol=1e-6)
     fast = inference_model(again)  # what batch inference and the service run

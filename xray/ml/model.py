@@ -733,10 +733,10 @@ def _pin_inference_default(model: Any) -> Any:
     same call (fixed upstream by keras-team/keras#23166, not in the pinned 3.15.1): in
     a model that starts with ``Resizing``, ``model(x)`` without ``training=False`` ran
     the batch norms on the batch's own statistics, overwrote their moving statistics and
-    applied the augmentation, so the answer depended on the other images in the batch. A value
-    passed explicitly is handed on instead, and ``fit``'s ``training=True`` still
-    overrides it. :func:`build_model` records it from the start; this pins models
-    saved before it did.
+    applied the augmentation, so the answer depended on the other images in the batch.
+    A value passed explicitly is handed on instead, and ``fit``'s ``training=True``
+    still overrides it. :func:`build_model` records it from the start; this pins
+    models saved before it did.
     """
     import keras
 
