@@ -377,3 +377,37 @@ def test_load_model_pins_inference_in_a_model_saved_before(
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
     np.testing.assert_allclose(fast(x), reference, atol=1e-5)
+
+
+def test_a_pretrained_backbone_keeps_its_batch_norm_statistics_in_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``freeze_base: false`` trains a pretrained backbone end to end with its batch
+    norms in inference mode (the Keras transfer-learning guide). Keras 3.15 overrides
+    the ``training=False`` the graph records for the backbone with ``fit``'s
+    ``training=True`` (keras-team/keras#23364, after 3.15.1), so only frozen batch norm
+    layers keep their ImageNet statistics."""
+    import xray.ml.model as model_module
+
+    def offline_pretrained(backbone: str, image_size: int, weights: str | None) -> tuple:
+        shape = (image_size, image_size, 3)
+        return keras.applications.MobileNetV2(
+            include_top=False, weights=None, input_shape=shape
+        ), True
+
+    monkeypatch.setattr(model_module, "_imagenet_backbone", offline_pretrained)
+    built = build_model(
+        backbone="mobilenet_v2", image_size=32, weights="imagenet", freeze_base=False, augment=False
+    )
+    assert built.pretrained and not built.base_frozen
+    model = _trained_like(built.model)
+    norms = [
+        layer for layer in built.base.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert norms and not any(layer.trainable for layer in norms)
+    assert any(layer.trainable for layer in built.base.layers if layer.weights)  # end to end
+    before = _moving_statistics(model)
+    x = np.random.default_rng(9).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    model(x, training=True)  # what fit does
+    for a, b in zip(before, _moving_statistics(model), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -543,9 +543,16 @@ def build_model(config: TrainConfig | None = None, **settings: Any) -> BuiltMode
     if config.standardize_intensity:
         x = intensity_standardization()(x)
     x = pixel_scaling(_SCALING_MODE[backbone])(x)
-    # A pretrained backbone keeps its BatchNorm statistics (inference mode) even when its
-    # last block is fine-tuned later, as the Keras transfer-learning guide recommends.
+    # A pretrained backbone keeps its BatchNorm statistics (inference mode) even when it
+    # is fine-tuned, as the Keras transfer-learning guide recommends. Keras 3.15 replaces
+    # the training=False recorded here with fit's training=True (fixed upstream by
+    # keras-team/keras#23364, not in the pinned 3.15.1), so the batch norm layers are
+    # also frozen: a frozen one runs in inference mode whatever it is told.
     x = base(x, training=False) if pretrained else base(x)
+    if pretrained:
+        for layer in base._flatten_layers(include_self=False):
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(config.dropout, seed=seed, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="prediction", dtype="float32")(x)
