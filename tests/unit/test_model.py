@@ -288,17 +288,6 @@ def test_inference_model_keeps_a_model_without_batch_norm() -> None:
     assert inference_model(model) is model
 
 
-def _trained_like(model: keras.Model) -> keras.Model:
-    """Moving statistics away from the initial 0 and 1, as after training."""
-    rng = np.random.default_rng(6)
-    for layer in model._flatten_layers(include_self=False):
-        if hasattr(layer, "moving_variance"):
-            channels = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.5, channels))
-            layer.moving_variance.assign(rng.uniform(0.3, 3.0, channels))
-    return model
-
-
 def _moving_statistics(model: keras.Model) -> list[np.ndarray]:
     return [
         keras.ops.convert_to_numpy(variable).copy()
@@ -326,7 +315,8 @@ def test_model_call_without_training_argument_is_inference(tmp_path: Path) -> No
     loaded model, ran the batch norms in training mode. The model built here, and its
     ``.keras`` file, answer ``model(x)`` as inference; training still trains."""
     built = build_model(backbone="compact_cnn", image_size=40, weights=None, seed=1)
-    model = _trained_like(built.model)
+    model = built.model
+    _randomize_batch_norms(model, np.random.default_rng(6))
     x = np.random.default_rng(7).integers(0, 255, (4, 40, 40, 3), dtype=np.uint8)
     _assert_call_is_inference(model, x)
     path = tmp_path / "m.keras"
@@ -347,7 +337,8 @@ def test_load_model_pins_inference_in_a_model_saved_before(
     production model of an earlier release, calibrated or not) comes back from
     :func:`load_model` with ``model(x)`` as inference and the same predictions."""
     built = build_model(backbone="compact_cnn", image_size=40, weights=None, seed=1)
-    model = _trained_like(built.model)
+    model = built.model
+    _randomize_batch_norms(model, np.random.default_rng(6))
     if temperature is not None:
         model = with_temperature(model, temperature)
 
@@ -400,7 +391,8 @@ def test_a_pretrained_backbone_keeps_its_batch_norm_statistics_in_training(
         backbone="mobilenet_v2", image_size=32, weights="imagenet", freeze_base=False, augment=False
     )
     assert built.pretrained and not built.base_frozen
-    model = _trained_like(built.model)
+    model = built.model
+    _randomize_batch_norms(model, np.random.default_rng(6))
     norms = [
         layer for layer in built.base.layers if isinstance(layer, keras.layers.BatchNormalization)
     ]
