@@ -75,6 +75,16 @@ def matmul_gflops(side: int = 2048, repeats: int = 10) -> float:
     return round(best, 1)
 
 
+def traced(fast: object) -> tuple[Any, list[Any]]:
+    """The folded model's forward pass as a TensorFlow function of a uint8 batch, and its
+    input signature: what the converters take."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="image")]
+    function = tf.function(lambda x: fast(x, training=False), input_signature=spec)  # type: ignore[operator]
+    return function, spec
+
+
 def openvino_engines(folder: Path, fast: object) -> dict[str, Any]:
     """The folded model converted by OpenVINO (from its traced TensorFlow function),
     compiled for the CPU three ways: float32 for latency (one stream over all cores),
@@ -82,10 +92,8 @@ def openvino_engines(folder: Path, fast: object) -> dict[str, Any]:
     (bfloat16 where the CPU has it, as this one does): name -> function of a batch."""
     sys.path.append(str(folder))
     import openvino as ov
-    import tensorflow as tf
 
-    spec = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="image")]
-    function = tf.function(lambda x: fast(x, training=False), input_signature=spec)  # type: ignore[operator]
+    function, _ = traced(fast)
     converted = ov.convert_model(function.get_concrete_function())
     core = ov.Core()
     version = ov.__version__.split("-")[0]
@@ -108,11 +116,9 @@ def onnxruntime_engine(folder: Path, fast: object) -> tuple[str, Any]:
 
     sys.path.append(str(folder))
     import onnxruntime as ort
-    import tensorflow as tf
     import tf2onnx
 
-    spec = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name="image")]
-    function = tf.function(lambda x: fast(x, training=False), input_signature=spec)  # type: ignore[operator]
+    function, spec = traced(fast)
     proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=17)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -211,7 +217,7 @@ def main() -> None:
             },
             "engines": engines,
             # The fold must beat Keras; any other engine must beat what runs now, the fold
-            # (the ONNX Runtime model is converted from it). 5 %: beyond this machine's noise.
+            # (OpenVINO and ONNX Runtime convert it). 5 %: beyond this machine's noise.
             "kept": [
                 k
                 for k, v in engines.items()
