@@ -81,6 +81,18 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.stop()
 
 
+_SERVER_OUTPUT: dict[str, int] = {}  # url -> file descriptor of a running server's output
+
+
+def server_output(url: str, limit: int = 6000) -> str:
+    """The last ``limit`` characters a server of :func:`bento_server` has printed so far
+    (read without moving the file offset the server writes at)."""
+    fd = _SERVER_OUTPUT[url]
+    size = os.fstat(fd).st_size
+    start = max(0, size - 4 * limit)
+    return os.pread(fd, size - start, start).decode(errors="replace")[-limit:]
+
+
 @contextmanager
 def bento_server(
     env: dict[str, str], launcher: bool = False, extra: tuple[str, ...] = ()
@@ -90,14 +102,15 @@ def bento_server(
 
     With ``launcher``, started as a user serves production: ``python -m application.serve``
     (which resolves the production version, then becomes ``bentoml serve``); ``extra``
-    are more options of the command."""
+    are more options of the command. The server's output is in :func:`server_output`
+    while it runs, and its tail goes to the test's report (captured stderr) when the
+    test fails while the server runs."""
     from application.serve import wait_until_ready
     from stacks.emulators import stop_group
 
     port = free_port()
     address = ["--host", "127.0.0.1", "--port", str(port)]
     command = ["-m", "application.serve"] if launcher else ["-m", "bentoml", "serve"]
-    # the server's output, shown when it fails to start
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
             [sys.executable, *command, *extra, *address],
@@ -108,16 +121,22 @@ def bento_server(
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
+        _SERVER_OUTPUT[url] = output.fileno()
         try:
             if not wait_until_ready(url, 120, lambda: process.poll() is None):
-                output.seek(0)
-                tail = output.read().decode(errors="replace")[-3000:]
                 pytest.fail(
-                    f"bentoml serve was not ready within 120 s (exit {process.poll()}):\n{tail}"
+                    f"bentoml serve was not ready within 120 s (exit {process.poll()}):\n"
+                    f"{server_output(url, 3000)}"
                 )
-            yield url
+            try:
+                yield url
+            except BaseException:  # the server's side of a failed test, in its report
+                stop_group(process, 30)
+                print(f"--- bentoml serve output ---\n{server_output(url)}", file=sys.stderr)
+                raise
         finally:
             stop_group(process, 30)
+            del _SERVER_OUTPUT[url]
 
 
 CONTAINER_BASE_IMAGE = os.environ.get("XRAY_SERVING_BASE_IMAGE") or "xray-python:3.11-bookworm"

@@ -8,6 +8,8 @@ passes the gates but waits in staging (``require_approval``) and is served in sh
 
 import json
 import threading
+import time
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import bento_server
+from conftest import bento_server, server_output
 from zenml.client import Client
 from zenml.enums import ModelStages
 
@@ -115,6 +117,22 @@ def webhook() -> Iterator[str]:
     server.shutdown()
 
 
+def _post_feedback(url: str, body: dict) -> httpx.Response:
+    """POST /feedback as a client should: a 503 (the documented "retry shortly") is
+    retried once after its Retry-After. The 503 and the server's account of it (its
+    output) become a warning in the test report, so a retry is never silent."""
+    response = httpx.post(f"{url}/feedback", json=body, timeout=30)
+    if response.status_code == 503:
+        warnings.warn(
+            f"/feedback answered 503 ({response.text}); the server's output:\n"
+            f"{server_output(url, 4000)}",
+            stacklevel=2,
+        )
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+        response = httpx.post(f"{url}/feedback", json=body, timeout=30)
+    return response
+
+
 def _serve_and_label(log_dir: Path, files: list[bytes], truth: list[str]) -> list[dict]:
     """Serves production with version 2 in shadow; answers, then labels, every image."""
     import os
@@ -136,7 +154,8 @@ def _serve_and_label(log_dir: Path, files: list[bytes], truth: list[str]) -> lis
         answers += httpx.post(f"{url}/predict_batch", files=batch, timeout=60).json()
         for answer, label in zip(answers, truth, strict=True):
             body = {"inference_id": answer["inference_id"], "label": label, "source": "test"}
-            assert httpx.post(f"{url}/feedback", json=body, timeout=30).status_code == 200
+            response = _post_feedback(url, body)
+            assert response.status_code == 200, (response.text, dict(response.headers))
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
         assert 'xray_feedback_total{label="NORMAL",outcome="recorded"} 16.0' in metrics
     return answers
